@@ -1,0 +1,32 @@
+"""rulewatch: rule verification and stability monitor on Flask, SQLAlchemy and Celery."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the pure domain package must import without Flask
+    from flask import Flask
+
+    from rulewatch.config import Settings
+
+__version__ = "0.1.0"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app and its Celery app from ``settings`` (default: the environment)."""
+    from flask import Flask
+
+    from rulewatch import tasks  # noqa: F401  (registers the tasks with Celery)
+    from rulewatch.celery_app import celery_init_app
+    from rulewatch.config import load_settings
+    from rulewatch.runtime import Runtime
+    from rulewatch.web import init_app as init_web
+
+    settings = settings or load_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["rulewatch"] = Runtime(settings)
+    celery_init_app(app, settings)
+    init_web(app)
+    return app

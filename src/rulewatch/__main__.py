@@ -1,0 +1,3 @@
+from rulewatch.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""Celery wiring: queues, routes, reliability settings, beat schedule, all in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+from kombu import Queue
+
+from rulewatch.config import QUEUES, Settings
+
+ROUTES = {
+    "rulewatch.verify_all_rules": {"queue": "scheduler"},
+    "rulewatch.prune": {"queue": "scheduler"},
+    "rulewatch.verify": {"queue": "checks"},
+    "rulewatch.verify_batch": {"queue": "checks"},
+    "rulewatch.get_stable_rates_html": {"queue": "reports"},
+    "rulewatch.send_notification": {"queue": "alerts"},
+}
+MAX_PRIORITY = 9
+
+
+def priority(settings: Settings, urgent: bool) -> int:
+    """Message priority: Redis serves 0 first, AMQP serves the highest number first."""
+    if settings.broker_url.startswith(("redis", "rediss")):
+        return 0 if urgent else 6
+    return MAX_PRIORITY if urgent else 3
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings derived from rulewatch settings."""
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "broker_transport_options": _transport_options(settings),
+        "broker_connection_retry_on_startup": True,
+        "task_queues": [
+            Queue(q, routing_key=q, queue_arguments={"x-max-priority": MAX_PRIORITY})
+            for q in QUEUES
+        ],
+        "task_default_queue": "checks",
+        "task_routes": ROUTES,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        # a check is only acknowledged once recorded; a worker that dies gives it back
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_track_started": True,
+        "result_extended": True,
+        "result_expires": 86400,
+        "task_default_priority": 3,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "worker_enable_remote_control": not settings.embedded_broker,
+        "worker_send_task_events": False,
+        "beat_schedule": {
+            "verify-all-rules": {
+                "task": "rulewatch.verify_all_rules",
+                "schedule": settings.tick_s,
+                "options": {"expires": max(settings.tick_s * 2, 10)},
+            },
+            "prune": {"task": "rulewatch.prune", "schedule": 3600.0, "options": {"expires": 3000}},
+        },
+    }
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.embedded_broker:
+        folder = str(settings.broker_folder)
+        return {
+            "data_folder_in": folder,
+            "data_folder_out": folder,
+            "control_folder": str(settings.broker_folder / "control"),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        }
+    return {
+        # longer than the longest check plus queueing, so Redis does not redeliver live work
+        "visibility_timeout": 3600,
+        "priority_steps": list(range(MAX_PRIORITY + 1)),
+        "sep": ":",
+        "queue_order_strategy": "priority",
+    }
+
+
+def celery_init_app(app: Flask, settings: Settings) -> Celery[Any]:
+    """Create the Celery app whose tasks run inside the Flask app context."""
+
+    class FlaskTask(Task[Any, Any]):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    if settings.embedded_broker:
+        for sub in ("", "control"):
+            (settings.broker_folder / sub).mkdir(parents=True, exist_ok=True)
+    celery: Celery[Any] = Celery("rulewatch", task_cls=FlaskTask)
+    celery.conf.update(celery_config(settings))
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

@@ -1,0 +1,220 @@
+"""The `rulewatch` command: thin adapters over the services."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from flask import Flask
+
+from rulewatch import create_app
+from rulewatch.config import QUEUES, ConfigError, load_settings
+from rulewatch.db import transaction
+from rulewatch.models import DataSource, utcnow
+from rulewatch.runtime import Runtime
+from rulewatch.schemas import RuleInvalid
+
+
+def _app() -> Flask:
+    try:
+        return create_app(load_settings())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _rt(app: Flask) -> Runtime:
+    rt: Runtime = app.extensions["rulewatch"]
+    return rt
+
+
+@click.group()
+@click.version_option(package_name="rulewatch")
+def main() -> None:
+    """rulewatch: verify rules on a schedule, record every run, report stability."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--concurrency", "-c", default=4, show_default=True, type=int)
+def up(host: str, port: int, concurrency: int) -> None:
+    """Run web, worker and beat together on embedded storage (one machine)."""
+    from rulewatch.supervisor import run_all
+
+    app = _app()
+    settings = _rt(app).settings
+    _upgrade(settings.database_url)
+    click.echo(f"rulewatch home: {settings.home}")
+    click.echo(f"UI:  http://{host}:{port}/reports/stability")
+    click.echo(f"API: http://{host}:{port}/api/v1/rules")
+    sys.exit(run_all(host, port, concurrency))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", "-w", default=2, show_default=True, type=int)
+def web(host: str, port: int, workers: int) -> None:
+    """Serve the web UI and API with gunicorn."""
+    from rulewatch.wsgi_server import serve
+
+    serve(host, port, workers)
+
+
+@main.command()
+@click.option("-Q", "--queues", default=",".join(QUEUES), show_default=True)
+@click.option("-c", "--concurrency", default=4, show_default=True, type=int)
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(queues: str, concurrency: int, loglevel: str) -> None:
+    """Run a Celery worker consuming QUEUES."""
+    unknown = sorted(set(queues.split(",")) - set(QUEUES))
+    if unknown:
+        raise click.BadParameter(
+            f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}"
+        )
+    celery = _app().extensions["celery"]
+    name = f"rulewatch-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
+    argv = ["worker", "-Q", queues, "-c", str(concurrency), "-n", name, "--loglevel", loglevel]
+    celery.worker_main([*argv, "--without-mingle", "--without-gossip"])
+
+
+@main.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat(loglevel: str) -> None:
+    """Run celery beat: it starts verify_all_rules every tick and prune every hour."""
+    app = _app()
+    schedule = _rt(app).settings.home / "celerybeat-schedule"
+    app.extensions["celery"].start(["beat", "-s", str(schedule), "--loglevel", loglevel])
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations."""
+    _upgrade(_rt(_app()).settings.database_url)
+    click.echo("database is up to date")
+
+
+def _upgrade(url: str) -> None:
+    from rulewatch.migrate import upgrade
+
+    upgrade(url)
+
+
+@main.group()
+def rules() -> None:
+    """Import and export rules as YAML."""
+
+
+@rules.command("import")
+@click.argument("file", type=click.File("r"))
+def rules_import(file: Any) -> None:
+    """Create or update the rules in FILE (YAML list, or {rules: [...]}); all or nothing."""
+    from rulewatch.services.rules import import_rules
+
+    try:
+        data = yaml.safe_load(file)
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{file.name} is not valid YAML: {exc}") from None
+    items = data.get("rules") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise click.ClickException(f"{file.name}: expected a list of rules or a 'rules:' list")
+    try:
+        with transaction(_rt(_app()).factory) as session:
+            created, updated = import_rules(session, items, utcnow())
+    except RuleInvalid as exc:
+        lines = "\n".join(_error_line(e.as_dict()) for e in exc.errors)
+        raise click.ClickException(f"{file.name}: nothing imported:\n{lines}") from None
+    click.echo(f"imported {created} new and {updated} changed rule(s)")
+
+
+def _error_line(err: dict[str, Any]) -> str:
+    where = f" (position {err['position']})" if "position" in err else ""
+    return f"  {err['field']}{where}: {err['message']}"
+
+
+@rules.command("export")
+@click.option("--out", type=click.Path(dir_okay=False), default="-", show_default=True)
+def rules_export(out: str) -> None:
+    """Write every rule as YAML."""
+    from rulewatch.services.rules import export_rules
+
+    with _rt(_app()).factory() as session:
+        text = yaml.safe_dump({"rules": export_rules(session)}, sort_keys=False, allow_unicode=True)
+    click.echo(text, nl=False) if out == "-" else Path(out).write_text(text)
+
+
+@main.command()
+@click.argument("rule")
+def verify(rule: str) -> None:
+    """Verify RULE (name or id) now, in this process, and print the verification."""
+    from rulewatch.probes import ProbeContext
+    from rulewatch.services.rules import RuleNotFound, get_rule
+    from rulewatch.services.verification import Job, _do_verify, datasources_for
+
+    rt = _rt(_app())
+    with rt.factory() as session:
+        try:
+            rule_id = get_rule(session, rule).id
+        except RuleNotFound as exc:
+            raise click.ClickException(str(exc)) from None
+        sources = datasources_for(session, rt.settings.datasources)
+    ctx = ProbeContext(datasources=sources, sql_row_limit=rt.settings.sql_row_limit)
+    result = _do_verify(rt.factory, Job(rule_id, str(uuid.uuid4())), ctx)
+    click.echo(json.dumps(result, indent=2))
+    sys.exit(0 if result["status"] == "pass" else 1)
+
+
+@main.command()
+@click.option("--window", default="7d", show_default=True)
+@click.option("--tag", default=None)
+@click.option("--out", type=click.Path(dir_okay=False), default="-", show_default=True)
+def report(window: str, tag: str | None, out: str) -> None:
+    """Write the stability report as HTML."""
+    from rulewatch.services.reports import render_stability_html
+    from rulewatch.services.stability import stability_report
+
+    with _rt(_app()).factory() as session:
+        try:
+            html = render_stability_html(stability_report(session, window, utcnow(), tag))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--window") from None
+    click.echo(html, nl=False) if out == "-" else Path(out).write_text(html)
+
+
+@main.group()
+def datasources() -> None:
+    """Named databases that sql rules read from."""
+
+
+@datasources.command("add")
+@click.argument("name")
+def datasources_add(name: str) -> None:
+    """Store data source NAME; its DSN is read from standard input, never echoed."""
+    dsn = sys.stdin.readline().strip()
+    if "://" not in dsn:
+        raise click.ClickException("give the DSN on standard input, like postgresql://user@host/db")
+    with transaction(_rt(_app()).factory) as session:
+        session.merge(DataSource(name=name, dsn=dsn))
+    click.echo(f"data source {name!r} stored")
+
+
+@datasources.command("list")
+def datasources_list() -> None:
+    """List data source names (DSNs are never shown)."""
+    from rulewatch.services.verification import datasources_for
+
+    rt = _rt(_app())
+    with rt.factory() as session:
+        for name in sorted(datasources_for(session, rt.settings.datasources)):
+            click.echo(name)

@@ -1,0 +1,102 @@
+"""Settings from RULEWATCH_* environment variables, with defaults that run on one machine."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+QUEUES = ("scheduler", "checks", "interactive", "reports", "alerts")
+
+
+class ConfigError(ValueError):
+    """A setting is present but unusable; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about one rulewatch deployment."""
+
+    home: Path
+    database_url: str
+    broker_url: str
+    result_backend: str
+    datasources: Mapping[str, str] = field(default_factory=dict)
+    tick_s: float = 5.0
+    chunk_size: int = 50
+    claim_batch: int = 1000
+    claim_grace_s: float = 120.0
+    retention_days: int = 14
+    hourly_retention_days: int = 90
+    daily_retention_days: int = 730
+    sql_row_limit: int = 1000
+    base_url: str = "http://127.0.0.1:5000"
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when the broker is the kombu filesystem transport under ``home``."""
+        return self.broker_url.startswith("filesystem://")
+
+    @property
+    def broker_folder(self) -> Path:
+        """Folder the embedded broker keeps its messages in."""
+        return self.home / "broker"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``env`` (default ``os.environ``)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("RULEWATCH_HOME") or Path.home() / ".rulewatch").expanduser()
+    return Settings(
+        home=home,
+        database_url=env.get("RULEWATCH_DATABASE_URL") or f"sqlite:///{home / 'rulewatch.db'}",
+        broker_url=env.get("RULEWATCH_BROKER_URL") or "filesystem://",
+        result_backend=env.get("RULEWATCH_RESULT_BACKEND") or _default_result_backend(env, home),
+        datasources=_datasources(env.get("RULEWATCH_DATASOURCES", "")),
+        tick_s=_number(env, "RULEWATCH_TICK_S", 5.0, minimum=0.5),
+        chunk_size=int(_number(env, "RULEWATCH_CHUNK_SIZE", 50, minimum=1)),
+        claim_batch=int(_number(env, "RULEWATCH_CLAIM_BATCH", 1000, minimum=1)),
+        claim_grace_s=_number(env, "RULEWATCH_CLAIM_GRACE_S", 120.0, minimum=1),
+        retention_days=int(_number(env, "RULEWATCH_RETENTION_DAYS", 14, minimum=1)),
+        sql_row_limit=int(_number(env, "RULEWATCH_SQL_ROW_LIMIT", 1000, minimum=1)),
+        base_url=env.get("RULEWATCH_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+    )
+
+
+def _default_result_backend(env: Mapping[str, str], home: Path) -> str:
+    broker = env.get("RULEWATCH_BROKER_URL", "")
+    if broker.startswith(("redis://", "rediss://")):
+        return broker
+    return f"db+sqlite:///{home / 'results.db'}"
+
+
+def _datasources(raw: str) -> dict[str, str]:
+    if not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"RULEWATCH_DATASOURCES is not valid JSON (line {exc.lineno}, column {exc.colno}):"
+            ' expected an object like {"warehouse": "postgresql://..."}'
+        ) from None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+    ):
+        raise ConfigError("RULEWATCH_DATASOURCES must be a JSON object of name to DSN strings")
+    return parsed
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum:g}")
+    return value

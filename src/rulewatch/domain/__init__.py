@@ -1,0 +1,1 @@
+"""Pure rules of the game: conditions, stability, schedules. No Flask, Celery or SQLAlchemy."""

@@ -1,0 +1,1 @@
+"""Gatus-style conditions: parse on save, evaluate against an Observation. (Being written.)"""

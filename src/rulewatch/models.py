@@ -1,0 +1,148 @@
+"""SQLAlchemy 2 typed models: the database is the source of truth."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeEngine
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))  # keep microseconds
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime}
+
+
+class Rule(Base):
+    __tablename__ = "rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[dict[str, Any]]
+    conditions: Mapped[list[Any]]
+    interval_s: Mapped[int | None]
+    cron: Mapped[str | None] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    stability_target: Mapped[float] = mapped_column(Float, default=0.99)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # scheduling state, written by claims and by recorded verifications
+    next_due_at: Mapped[datetime]
+    claimed_until: Mapped[datetime | None]
+    claim_token: Mapped[str | None] = mapped_column(String(36), index=True)
+    last_status: Mapped[str | None] = mapped_column(String(8))
+    last_verified_at: Mapped[datetime | None]
+
+    tags: Mapped[list[RuleTag]] = relationship(
+        back_populates="rule", cascade="all, delete-orphan", lazy="selectin", order_by="RuleTag.tag"
+    )
+
+    __table_args__ = (Index("ix_rules_due", "enabled", "next_due_at"),)
+
+    @property
+    def tag_names(self) -> list[str]:
+        """The rule's tags as plain strings."""
+        return [t.tag for t in self.tags]
+
+
+class RuleTag(Base):
+    __tablename__ = "rule_tags"
+
+    rule_id: Mapped[int] = mapped_column(
+        ForeignKey("rules.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    rule: Mapped[Rule] = relationship(back_populates="tags")
+
+
+class Verification(Base):
+    __tablename__ = "verifications"
+
+    # fixed at dispatch, so a redelivered message cannot record the same run twice
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("rules.id", ondelete="CASCADE"))
+    scheduled_for: Mapped[datetime | None]
+    started_at: Mapped[datetime]
+    duration_ms: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(8))
+    conditions: Mapped[list[Any]]
+    measured: Mapped[dict[str, Any]]
+    error: Mapped[str | None] = mapped_column(Text)
+    trigger: Mapped[str] = mapped_column(String(12), default="schedule")
+
+    __table_args__ = (Index("ix_verifications_rule_started", "rule_id", "started_at"),)
+
+
+class _RollupColumns:
+    rule_id: Mapped[int] = mapped_column(
+        ForeignKey("rules.id", ondelete="CASCADE"), primary_key=True
+    )
+    bucket: Mapped[datetime] = mapped_column(primary_key=True)
+    passed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    duration_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    duration_max_ms: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class HourlyRollup(_RollupColumns, Base):
+    __tablename__ = "rollups_hourly"
+    __table_args__ = (Index("ix_rollups_hourly_bucket", "bucket"),)
+
+
+class DailyRollup(_RollupColumns, Base):
+    __tablename__ = "rollups_daily"
+    __table_args__ = (Index("ix_rollups_daily_bucket", "bucket"),)
+
+
+class DataSource(Base):
+    """A named database that sql rules read from; its DSN is never returned by the API."""
+
+    __tablename__ = "datasources"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    dsn: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,32 @@
+"""What every probe receives: the shared context and the probe call signature."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+from rulewatch.domain.observation import Observation
+
+
+@dataclass
+class ProbeContext:
+    """Resources shared by the probes of one batch; DSNs stay out of repr and logs."""
+
+    datasources: Mapping[str, str] = field(repr=False)
+    http_session: aiohttp.ClientSession | None = None
+    sql_row_limit: int = 1000
+
+
+class Probe(Protocol):
+    """Checks one target of its kind and reports what it saw; never raises for a down target."""
+
+    async def __call__(self, target: Mapping[str, Any], ctx: ProbeContext) -> Observation: ...
+
+
+def ms_since(started: float) -> float:
+    """Milliseconds elapsed since ``started``, a ``time.perf_counter()`` reading."""
+    return (time.perf_counter() - started) * 1000

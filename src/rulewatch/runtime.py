@@ -1,0 +1,40 @@
+"""What one process needs to do its work: settings, an engine and a session factory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from rulewatch.config import Settings
+from rulewatch.db import make_engine, make_session_factory
+
+
+@dataclass
+class Runtime:
+    """Lazily opened database access; safe across fork (each process opens its own pool)."""
+
+    settings: Settings
+    _engine: Engine | None = field(default=None, repr=False)
+    _factory: sessionmaker[Session] | None = field(default=None, repr=False)
+    _pid: int = field(default=0, repr=False)
+
+    @property
+    def engine(self) -> Engine:
+        """This process's engine, created on first use and again after a fork."""
+        if self._engine is None or self._pid != os.getpid():
+            if self._engine is not None:
+                self._engine.dispose(close=False)  # the parent's connections stay the parent's
+            self._engine = make_engine(self.settings.database_url)
+            self._factory = make_session_factory(self._engine)
+            self._pid = os.getpid()
+        return self._engine
+
+    @property
+    def factory(self) -> sessionmaker[Session]:
+        """This process's session factory."""
+        _ = self.engine
+        assert self._factory is not None
+        return self._factory

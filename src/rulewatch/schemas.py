@@ -1,0 +1,162 @@
+"""The rule schema: one place that validates rules from the API, YAML files and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from rulewatch.domain.conditions import ConditionSyntaxError, parse_condition
+from rulewatch.domain.schedule import Schedule, ScheduleError
+from rulewatch.probes.sql import validate_select
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Timeout = Annotated[float, Field(gt=0, le=120)]
+MAX_TIMEOUT_S = 120.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpTarget(_Strict):
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+", max_length=2048)]
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    timeout_s: Timeout = 10
+    follow_redirects: bool = True
+    verify_tls: bool = True
+
+
+class SqlTarget(_Strict):
+    datasource: Name
+    query: Annotated[str, StringConstraints(min_length=1, max_length=20000)]
+    timeout_s: Timeout = 10
+
+
+class TcpTarget(_Strict):
+    host: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+    port: Annotated[int, Field(ge=1, le=65535)]
+    timeout_s: Timeout = 5
+
+
+TARGETS: dict[str, type[_Strict]] = {"http": HttpTarget, "sql": SqlTarget, "tcp": TcpTarget}
+
+
+class RuleSpec(_Strict):
+    """A rule as users write it (API JSON or YAML)."""
+
+    name: Name
+    kind: Literal["http", "sql", "tcp"]
+    target: dict[str, Any]
+    conditions: Annotated[
+        list[Annotated[str, StringConstraints(max_length=1000)]], Field(min_length=1)
+    ]
+    interval_s: int | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+    enabled: bool = True
+    tags: list[Tag] = Field(default_factory=list)
+    stability_target: Annotated[float, Field(gt=0, le=1)] = 0.99
+
+    @property
+    def schedule(self) -> Schedule:
+        """The rule's schedule as the domain sees it."""
+        return Schedule(interval_s=self.interval_s, cron=self.cron, timezone=self.timezone)
+
+    @property
+    def timeout_s(self) -> float:
+        """How long one check of this rule may take."""
+        return float(self.target.get("timeout_s", 10))
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one field, with the position inside a condition when there is one."""
+
+    field: str
+    message: str
+    position: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form used by the API and the CLI."""
+        out: dict[str, Any] = {"field": self.field, "message": self.message}
+        if self.position is not None:
+            out["position"] = self.position
+        return out
+
+
+class RuleInvalid(ValueError):
+    """A rule failed validation; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+def validate_rule(data: Mapping[str, Any]) -> RuleSpec:
+    """Validate raw rule data; raise RuleInvalid naming every bad field."""
+    if not isinstance(data, Mapping):
+        raise RuleInvalid([FieldError("(rule)", "a rule must be an object of fields")])
+    try:
+        spec = RuleSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise RuleInvalid(_pydantic_errors(exc)) from None
+    errors = _target_errors(spec) + _condition_errors(spec) + _schedule_errors(spec)
+    if errors:
+        raise RuleInvalid(errors)
+    return spec
+
+
+def _target_errors(spec: RuleSpec) -> list[FieldError]:
+    try:
+        target = TARGETS[spec.kind].model_validate(spec.target)
+    except ValidationError as exc:
+        return _pydantic_errors(exc, prefix="target")
+    spec.target = target.model_dump()
+    if isinstance(target, SqlTarget):
+        try:
+            validate_select(target.query)
+        except ValueError as exc:
+            return [FieldError("target.query", str(exc))]
+    return []
+
+
+def _condition_errors(spec: RuleSpec) -> list[FieldError]:
+    errors = []
+    for i, text in enumerate(spec.conditions):
+        try:
+            parse_condition(text, spec.kind)
+        except ConditionSyntaxError as exc:
+            errors.append(FieldError(f"conditions[{i}]", str(exc), exc.position))
+    return errors
+
+
+def _schedule_errors(spec: RuleSpec) -> list[FieldError]:
+    if (spec.interval_s is None) == (spec.cron is None):
+        return [FieldError("interval_s", "give exactly one of interval_s or cron")]
+    try:
+        spec.schedule.validate()
+    except ScheduleError as exc:
+        return [FieldError("cron" if spec.cron else "interval_s", str(exc))]
+    return []
+
+
+def _pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    out = []
+    for err in exc.errors():
+        path = prefix
+        for part in err["loc"]:
+            path = (
+                f"{path}[{part}]"
+                if isinstance(part, int)
+                else f"{path}.{part}"
+                if path
+                else str(part)
+            )
+        out.append(FieldError(path or "(rule)", err["msg"]))
+    return out

@@ -1,0 +1,1 @@
+"""Services: use the database and the domain; views, tasks and the CLI call these."""

@@ -1,0 +1,27 @@
+"""The stability report as HTML: one Jinja2 template for the web page, the task and emails."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from rulewatch.services.stability import StabilityReport
+
+
+@cache
+def report_environment() -> Environment:
+    """The Jinja2 environment the report template is rendered with (autoescaping on)."""
+    return Environment(
+        loader=PackageLoader("rulewatch", "web/templates"),
+        autoescape=select_autoescape(default=True),
+    )
+
+
+def render_stability_html(report: StabilityReport, worst_first: bool = True) -> str:
+    """Render the stability report as a standalone HTML document."""
+    rules = report.rules
+    if worst_first:
+        rules = sorted(rules, key=lambda r: (r.rate is None, r.rate if r.rate is not None else 0))
+    template = report_environment().get_template("stability_report.html")
+    return template.render(report=report, rules=rules)

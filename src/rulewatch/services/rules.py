@@ -1,0 +1,148 @@
+"""Creating, changing, listing, importing and exporting rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from rulewatch.domain.schedule import first_due
+from rulewatch.models import Rule, RuleTag
+from rulewatch.schemas import FieldError, RuleInvalid, RuleSpec, validate_rule
+
+SPEC_FIELDS = (
+    "name", "kind", "target", "conditions", "interval_s", "cron", "timezone", "enabled",
+    "stability_target",
+)  # fmt: skip
+
+
+class RuleNotFound(LookupError):
+    """No rule has that id or name."""
+
+
+def spec_of(rule: Rule) -> dict[str, Any]:
+    """The rule's definition in the schema users write (the export form)."""
+    data = {name: getattr(rule, name) for name in SPEC_FIELDS}
+    data["tags"] = rule.tag_names
+    return data
+
+
+def rule_to_dict(rule: Rule) -> dict[str, Any]:
+    """The API form: definition plus id and state."""
+    return {
+        "id": rule.id,
+        **spec_of(rule),
+        "last_status": rule.last_status,
+        "last_verified_at": _iso(rule.last_verified_at),
+        "next_due_at": _iso(rule.next_due_at),
+        "created_at": _iso(rule.created_at),
+        "updated_at": _iso(rule.updated_at),
+    }
+
+
+def create_rule(session: Session, data: Mapping[str, Any], now: datetime) -> Rule:
+    """Validate and store a new rule; its first run is spread over its interval."""
+    spec = validate_rule(data)
+    _ensure_name_free(session, spec.name, None)
+    rule = Rule(next_due_at=now, created_at=now, updated_at=now)
+    _apply(rule, spec)
+    session.add(rule)
+    session.flush()
+    rule.next_due_at = first_due(spec.schedule, rule.id, now)
+    return rule
+
+
+def update_rule(session: Session, rule: Rule, changes: Mapping[str, Any], now: datetime) -> Rule:
+    """Apply a partial change; the whole resulting rule is validated before anything is stored."""
+    merged = {**spec_of(rule), **changes}
+    spec = validate_rule(merged)
+    _ensure_name_free(session, spec.name, rule.id)
+    schedule_changed = (rule.interval_s, rule.cron, rule.timezone) != (
+        spec.interval_s, spec.cron, spec.timezone,
+    )  # fmt: skip
+    _apply(rule, spec)
+    rule.updated_at = now
+    if schedule_changed:
+        rule.next_due_at = first_due(spec.schedule, rule.id, now)
+    return rule
+
+
+def get_rule(session: Session, key: int | str) -> Rule:
+    """A rule by id, or by name when ``key`` is not a number."""
+    if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+        rule = session.get(Rule, int(key))
+        if rule is None and isinstance(key, str):
+            rule = session.scalar(select(Rule).where(Rule.name == key))
+    else:
+        rule = session.scalar(select(Rule).where(Rule.name == key))
+    if rule is None:
+        raise RuleNotFound(f"no rule with id or name {key!r}")
+    return rule
+
+
+def list_rules(
+    session: Session, tag: str | None = None, limit: int = 100, offset: int = 0
+) -> tuple[list[Rule], int]:
+    """A page of rules ordered by name, and the total count."""
+    query = select(Rule)
+    if tag:
+        query = query.where(Rule.id.in_(select(RuleTag.rule_id).where(RuleTag.tag == tag)))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rules = session.scalars(query.order_by(Rule.name).limit(limit).offset(offset)).all()
+    return list(rules), total
+
+
+def import_rules(session: Session, items: Sequence[Any], now: datetime) -> tuple[int, int]:
+    """Create or update rules by name; all are validated first, so one bad rule stores none."""
+    errors: list[FieldError] = []
+    specs = []
+    for i, item in enumerate(items):
+        try:
+            specs.append(validate_rule(item))
+        except RuleInvalid as exc:
+            errors += [
+                FieldError(f"rules[{i}].{e.field}", e.message, e.position) for e in exc.errors
+            ]
+    if errors:
+        raise RuleInvalid(errors)
+    created = updated = 0
+    for spec, item in zip(specs, items, strict=True):
+        existing = session.scalar(select(Rule).where(Rule.name == spec.name))
+        if existing is None:
+            create_rule(session, item, now)
+            created += 1
+        else:
+            update_rule(session, existing, item, now)
+            updated += 1
+    return created, updated
+
+
+def export_rules(session: Session) -> list[dict[str, Any]]:
+    """Every rule's definition, ordered by name."""
+    return [spec_of(r) for r in session.scalars(select(Rule).order_by(Rule.name))]
+
+
+def _apply(rule: Rule, spec: RuleSpec) -> None:
+    for name in SPEC_FIELDS:
+        setattr(rule, name, getattr(spec, name))
+    _set_tags(rule, spec.tags)
+
+
+def _set_tags(rule: Rule, tags: Iterable[str]) -> None:
+    current = {t.tag: t for t in rule.tags}
+    rule.tags = [current.get(t) or RuleTag(tag=t) for t in sorted(set(tags))]
+
+
+def _ensure_name_free(session: Session, name: str, own_id: int | None) -> None:
+    other = session.scalar(select(Rule.id).where(Rule.name == name))
+    if other is not None and other != own_id:
+        raise RuleInvalid(
+            [FieldError("name", f"a rule named {name!r} exists already (id {other})")]
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

@@ -1,0 +1,139 @@
+"""Celery tasks: thin adapters that call one service each. Names are explicit and stable."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+from celery import Task, group, shared_task
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from rulewatch.celery_app import priority
+from rulewatch.db import transaction
+from rulewatch.models import Rule, utcnow
+from rulewatch.probes import ProbeContext
+from rulewatch.runtime import Runtime
+from rulewatch.services.reports import render_stability_html
+from rulewatch.services.retention import prune_history
+from rulewatch.services.scheduling import MAX_CHECK_S, Claim, claim_due_rules
+from rulewatch.services.stability import stability_report
+from rulewatch.services.verification import Job, _do_verify, datasources_for, verify_jobs
+
+# database or broker trouble is retried; a target that is down is a result, never an exception
+INFRA_ERRORS = (OperationalError, DBAPIError, ConnectionError)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """A shared task with an explicit name that retries infrastructure errors with backoff."""
+    return shared_task(
+        name=name, autoretry_for=INFRA_ERRORS, retry_backoff=2, retry_backoff_max=60,
+        retry_jitter=True, max_retries=5,
+    )  # fmt: skip
+
+
+def runtime() -> Runtime:
+    """The Runtime of the Flask app the task runs in."""
+    rt: Runtime = current_app.extensions["rulewatch"]
+    return rt
+
+
+def _probe_context(rt: Runtime) -> ProbeContext:
+    with rt.factory() as session:
+        sources = datasources_for(session, rt.settings.datasources)
+    return ProbeContext(datasources=sources, sql_row_limit=rt.settings.sql_row_limit)
+
+
+@_task("rulewatch.verify")
+def verify(rule_id: int, verification_id: str | None = None, due: str | None = None) -> Any:
+    """Verify one rule now (manual) or for one claimed due time (scheduled)."""
+    rt = runtime()
+    job = Job(rule_id, verification_id or str(uuid.uuid4()), _parse_time(due))
+    return _do_verify(rt.factory, job, _probe_context(rt))
+
+
+@_task("rulewatch.verify_batch")
+def verify_batch(items: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Verify a chunk of rules concurrently and record them in one transaction."""
+    rt = runtime()
+    jobs = [Job(int(r), str(v), _parse_time(d)) for r, v, d in items]
+    results = verify_jobs(rt.factory, jobs, _probe_context(rt))
+    return [{"id": r["id"], "rule_id": r["rule_id"], "status": r["status"]} for r in results]
+
+
+@_task("rulewatch.verify_all_rules")
+def verify_all_rules(force: bool = False) -> dict[str, int]:
+    """Beat tick: claim the due rules and fan their verifications out to the workers."""
+    rt = runtime()
+    if force:
+        return {"dispatched": _dispatch_all_now(rt)}
+    dispatched = 0
+    while True:
+        with transaction(rt.factory) as session:
+            claims = claim_due_rules(
+                session, utcnow(), rt.settings.claim_batch, rt.settings.claim_grace_s
+            )
+        if claims:
+            dispatch(claims, rt)
+        dispatched += len(claims)
+        if len(claims) < rt.settings.claim_batch:
+            return {"dispatched": dispatched}
+
+
+def dispatch(claims: Sequence[Claim], rt: Runtime) -> None:
+    """Send claimed runs as one group: single `verify` tasks, or `verify_batch` chunks."""
+    size = rt.settings.chunk_size
+    chunks = [claims[i : i + size] for i in range(0, len(claims), size)]
+    normal = priority(rt.settings, urgent=False)
+    group(_signature(chunk).set(priority=normal) for chunk in chunks).apply_async()
+
+
+def _signature(chunk: Sequence[Claim]) -> Any:
+    limits = time_limits(max(c.timeout_s for c in chunk))
+    if len(chunk) == 1:
+        c = chunk[0]
+        return verify.si(c.rule_id, c.verification_id, c.due.isoformat()).set(**limits)
+    items = [(c.rule_id, c.verification_id, c.due.isoformat()) for c in chunk]
+    return verify_batch.si(items).set(**limits)
+
+
+def time_limits(timeout_s: float) -> dict[str, Any]:
+    """Celery time limits for checks that may take ``timeout_s``: soft first, then hard."""
+    return {"soft_time_limit": timeout_s + 15, "time_limit": timeout_s + 30}
+
+
+def _dispatch_all_now(rt: Runtime) -> int:
+    with rt.factory() as session:
+        ids = list(session.scalars(select(Rule.id).where(Rule.enabled.is_(True))))
+    size = rt.settings.chunk_size
+    items = [(rid, str(uuid.uuid4()), None) for rid in ids]
+    sigs = [
+        verify_batch.si(items[i : i + size]).set(**time_limits(MAX_CHECK_S))
+        for i in range(0, len(items), size)
+    ]
+    if sigs:
+        group(sigs).apply_async()
+    return len(ids)
+
+
+@_task("rulewatch.get_stable_rates_html")
+def get_stable_rates_html(window: str = "24h", tag: str | None = None) -> str:
+    """Compute stability rates over ``window`` and render them as the HTML report."""
+    with runtime().factory() as session:
+        return render_stability_html(stability_report(session, window, utcnow(), tag))
+
+
+@_task("rulewatch.prune")
+def prune() -> dict[str, int]:
+    """Enforce retention on raw verifications and rollups, in small steps."""
+    rt = runtime()
+    return prune_history(rt.factory, rt.settings, utcnow())
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)

@@ -1,0 +1,215 @@
+"""REST API under /api/v1: thin handlers over the services."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery.result import AsyncResult
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from rulewatch.celery_app import priority
+from rulewatch.db import transaction
+from rulewatch.models import Verification, utcnow
+from rulewatch.runtime import Runtime
+from rulewatch.schemas import FieldError, RuleInvalid
+from rulewatch.services.rules import (
+    RuleNotFound,
+    create_rule,
+    get_rule,
+    list_rules,
+    rule_to_dict,
+    update_rule,
+)
+from rulewatch.services.stability import report_to_dict, stability_report
+from rulewatch.services.verification import verification_to_dict
+from rulewatch.tasks import time_limits, verify, verify_all_rules
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+class ApiError(Exception):
+    """An error answered as JSON with a code, a message and the fields at fault."""
+
+    def __init__(
+        self, status: int, code: str, message: str, errors: list[FieldError] | None = None
+    ):
+        super().__init__(message)
+        self.status, self.code, self.message, self.errors = status, code, message, errors or []
+
+
+@api.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> tuple[Response, int]:
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.errors:
+        body["errors"] = [e.as_dict() for e in exc.errors]
+    return jsonify(error=body), exc.status
+
+
+@api.errorhandler(RuleInvalid)
+def _rule_invalid(exc: RuleInvalid) -> tuple[Response, int]:
+    return _api_error(ApiError(422, "invalid_rule", f"the rule is not valid: {exc}", exc.errors))
+
+
+@api.errorhandler(RuleNotFound)
+def _not_found(exc: RuleNotFound) -> tuple[Response, int]:
+    return _api_error(ApiError(404, "not_found", str(exc)))
+
+
+@api.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> tuple[Response, int]:
+    code = (exc.name or "error").lower().replace(" ", "_")
+    return _api_error(ApiError(exc.code or 500, code, exc.description or code))
+
+
+def _rt() -> Runtime:
+    rt: Runtime = current_app.extensions["rulewatch"]
+    return rt
+
+
+@contextmanager
+def _write() -> Iterator[Session]:
+    with transaction(_rt().factory) as session:
+        yield session
+
+
+def _json_body(required: bool = True) -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if data is None and not required and not request.get_data():
+        return {}
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "the request body must be a JSON object")
+    return data
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(
+            400, "bad_parameter", f"{name} must be a whole number from {low} to {high}",
+            [FieldError(name, f"got {raw!r}")],
+        )  # fmt: skip
+    return int(raw)
+
+
+@api.post("/rules")
+def post_rule() -> tuple[Response, int]:
+    """Create a rule."""
+    with _write() as session:
+        rule = create_rule(session, _json_body(), utcnow())
+        return jsonify(rule_to_dict(rule)), 201
+
+
+@api.get("/rules")
+def get_rules() -> Response:
+    """List rules, optionally by tag, paginated."""
+    limit = _int_arg("limit", 100, 1, 1000)
+    offset = _int_arg("offset", 0, 0, 10**9)
+    with _rt().factory() as session:
+        rules, total = list_rules(session, request.args.get("tag"), limit, offset)
+        return jsonify(
+            rules=[rule_to_dict(r) for r in rules], total=total, limit=limit, offset=offset
+        )
+
+
+@api.get("/rules/<int:rule_id>")
+def get_one(rule_id: int) -> Response:
+    """One rule."""
+    with _rt().factory() as session:
+        return jsonify(rule_to_dict(get_rule(session, rule_id)))
+
+
+@api.patch("/rules/<int:rule_id>")
+def patch_rule(rule_id: int) -> Response:
+    """Change some fields of a rule; the result is validated as a whole."""
+    with _write() as session:
+        rule = update_rule(session, get_rule(session, rule_id), _json_body(), utcnow())
+        return jsonify(rule_to_dict(rule))
+
+
+@api.delete("/rules/<int:rule_id>")
+def delete_rule(rule_id: int) -> tuple[str, int]:
+    """Delete a rule and its history."""
+    with _write() as session:
+        session.delete(get_rule(session, rule_id))
+    return "", 204
+
+
+@api.post("/rules/<int:rule_id>/verify")
+def verify_now(rule_id: int) -> tuple[Response, int]:
+    """Queue a manual verification on the interactive queue, now or after ``countdown_s``."""
+    body = _json_body(required=False)
+    countdown = body.get("countdown_s", 0)
+    if (
+        not isinstance(countdown, int | float)
+        or isinstance(countdown, bool)
+        or not 0 <= countdown <= 86400
+    ):
+        message = "countdown_s must be a number of seconds from 0 to 86400"
+        raise ApiError(400, "bad_parameter", message, [FieldError("countdown_s", repr(countdown))])
+    with _rt().factory() as session:
+        rule = get_rule(session, rule_id)
+        timeout = float(rule.target.get("timeout_s", 10))
+    task_id = str(uuid.uuid4())
+    verify.apply_async(
+        args=(rule_id, task_id), task_id=task_id, queue="interactive", countdown=float(countdown),
+        priority=priority(_rt().settings, urgent=True),
+        **time_limits(timeout),
+    )  # fmt: skip
+    return jsonify(task_id=task_id, verification_id=task_id), 202
+
+
+@api.post("/verify-all")
+def verify_all() -> tuple[Response, int]:
+    """Verify every enabled rule now."""
+    result = verify_all_rules.apply_async(kwargs={"force": True})
+    return jsonify(task_id=result.id), 202
+
+
+@api.get("/tasks/<task_id>")
+def task_status(task_id: str) -> Response:
+    """A task's state (Celery's names) and its result once there is one."""
+    result: AsyncResult[Any] = AsyncResult(task_id, app=current_app.extensions["celery"])
+    state = result.state
+    payload: Any = None
+    if state == "SUCCESS":
+        payload = result.result
+    elif state in ("FAILURE", "RETRY"):
+        payload = {"error": repr(result.result)}
+    return jsonify(task_id=task_id, state=state, result=payload)
+
+
+@api.get("/rules/<int:rule_id>/verifications")
+def verifications(rule_id: int) -> Response:
+    """A rule's verifications, newest first."""
+    limit = _int_arg("limit", 50, 1, 1000)
+    with _rt().factory() as session:
+        rule = get_rule(session, rule_id)
+        rows = session.scalars(
+            select(Verification)
+            .where(Verification.rule_id == rule_id)
+            .order_by(Verification.started_at.desc())
+            .limit(limit)
+        )
+        return jsonify(verifications=[verification_to_dict(v, rule.name) for v in rows])
+
+
+@api.get("/stability")
+def stability() -> Response:
+    """Stability rates over a window, per rule and overall."""
+    window = request.args.get("window", "24h")
+    with _rt().factory() as session:
+        try:
+            report = stability_report(session, window, utcnow(), request.args.get("tag"))
+        except ValueError as exc:
+            raise ApiError(
+                400, "bad_parameter", str(exc), [FieldError("window", str(exc))]
+            ) from None
+        return jsonify(report_to_dict(report))

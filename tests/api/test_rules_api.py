@@ -1,0 +1,131 @@
+"""The rules API: create, read, change, delete, and clear errors for bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from tests.targets import http_rule
+
+
+def _create(app: Flask, data: dict[str, Any]) -> Any:
+    return app.test_client().post("/api/v1/rules", json=data)
+
+
+def test_it_creates_a_rule_and_returns_it_with_an_id(app: Flask) -> None:
+    response = _create(app, http_rule("http://127.0.0.1:8080/health", tags=["payments"]))
+    assert response.status_code == 201
+    body = response.get_json()
+    assert isinstance(body["id"], int)
+    assert body["tags"] == ["payments"]
+    assert body["target"]["method"] == "GET"
+    fetched = app.test_client().get(f"/api/v1/rules/{body['id']}").get_json()
+    assert fetched["name"] == "orders API"
+
+
+def test_it_rejects_a_bad_condition_naming_the_field_and_position(app: Flask) -> None:
+    rule = http_rule("http://127.0.0.1:8080/health")
+    rule["conditions"] = ["[STATUS] == 200", "[STATUS] = 200"]
+    response = _create(app, rule)
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_rule"
+    [detail] = error["errors"]
+    assert detail["field"] == "conditions[1]"
+    assert isinstance(detail["position"], int)
+    assert app.test_client().get("/api/v1/rules").get_json()["total"] == 0
+
+
+def test_it_rejects_a_placeholder_of_another_kind(app: Flask) -> None:
+    rule = http_rule("http://127.0.0.1:8080/health")
+    rule["conditions"] = ["[ROWS] > 0"]
+    response = _create(app, rule)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["errors"][0]["field"] == "conditions[0]"
+
+
+def test_it_refuses_a_sql_rule_that_drops_a_table(app: Flask) -> None:
+    rule = {
+        "name": "evil", "kind": "sql", "interval_s": 60, "conditions": ["[ROWS] > 0"],
+        "target": {"datasource": "warehouse", "query": "DROP TABLE orders"},
+    }  # fmt: skip
+    response = _create(app, rule)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["errors"][0]["field"] == "target.query"
+
+
+def test_it_names_each_bad_field(app: Flask) -> None:
+    rule = http_rule("ftp://example", interval_s=0, stability_target=2, colour="red")
+    response = _create(app, rule)
+    fields = {e["field"] for e in response.get_json()["error"]["errors"]}
+    assert {"stability_target", "colour"} <= fields
+
+
+def test_it_rejects_a_body_that_is_not_an_object(app: Flask) -> None:
+    response = app.test_client().post("/api/v1/rules", data="[1,2", content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "bad_json"
+
+
+def test_it_rejects_a_duplicate_name(app: Flask) -> None:
+    assert _create(app, http_rule("http://127.0.0.1:8080/a")).status_code == 201
+    response = _create(app, http_rule("http://127.0.0.1:8080/b"))
+    assert response.status_code == 422
+    assert response.get_json()["error"]["errors"][0]["field"] == "name"
+
+
+def test_it_patches_a_rule_and_keeps_it_whole_when_the_patch_is_bad(app: Flask) -> None:
+    client = app.test_client()
+    rule_id = _create(app, http_rule("http://127.0.0.1:8080/a")).get_json()["id"]
+    ok = client.patch(f"/api/v1/rules/{rule_id}", json={"enabled": False, "tags": ["x"]})
+    assert ok.status_code == 200 and ok.get_json()["enabled"] is False
+    bad = client.patch(f"/api/v1/rules/{rule_id}", json={"conditions": ["[STATUS] =="]})
+    assert bad.status_code == 422
+    after = client.get(f"/api/v1/rules/{rule_id}").get_json()
+    assert after["conditions"] == http_rule("x")["conditions"]
+    assert after["tags"] == ["x"]
+
+
+def test_it_deletes_a_rule(app: Flask) -> None:
+    client = app.test_client()
+    rule_id = _create(app, http_rule("http://127.0.0.1:8080/a")).get_json()["id"]
+    assert client.delete(f"/api/v1/rules/{rule_id}").status_code == 204
+    response = client.get(f"/api/v1/rules/{rule_id}")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_it_filters_rules_by_tag_and_paginates(app: Flask) -> None:
+    for i in range(5):
+        _create(
+            app,
+            http_rule(
+                "http://127.0.0.1:8080/a", name=f"r{i}", tags=["even" if i % 2 == 0 else "odd"]
+            ),
+        )
+    client = app.test_client()
+    even = client.get("/api/v1/rules?tag=even").get_json()
+    assert even["total"] == 3
+    page = client.get("/api/v1/rules?limit=2&offset=2").get_json()
+    assert [r["name"] for r in page["rules"]] == ["r2", "r3"]
+    assert client.get("/api/v1/rules?limit=0").status_code == 400
+
+
+def test_it_reports_no_data_rather_than_a_perfect_rate(app: Flask) -> None:
+    _create(app, http_rule("http://127.0.0.1:8080/a"))
+    body = app.test_client().get("/api/v1/stability?window=24h").get_json()
+    assert body["rules"][0]["rate"] is None
+    assert body["overall"]["rate"] is None
+    bad = app.test_client().get("/api/v1/stability?window=7x")
+    assert bad.status_code == 400
+
+
+def test_it_serves_the_report_page_and_health(app: Flask) -> None:
+    _create(app, http_rule("http://127.0.0.1:8080/a", name="<script>x</script>"))
+    client = app.test_client()
+    page = client.get("/reports/stability?window=7d")
+    assert page.status_code == 200
+    assert b"&lt;script&gt;x&lt;/script&gt;" in page.data
+    assert b"no data" in page.data
+    assert client.get("/healthz").get_json() == {"status": "ok", "database": "ok"}

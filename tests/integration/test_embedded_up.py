@@ -1,0 +1,57 @@
+"""`rulewatch up` end to end on embedded storage: nothing but this package installed."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.integration.processes import free_port, processes_with_env, spawn, stop, wait_for
+from tests.targets import Target, http_rule
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = response.read()
+        kind = response.headers.get("Content-Type", "")
+        return json.loads(body) if "json" in kind else body.decode()
+
+
+def _post(url: str, data: dict[str, Any]) -> Any:
+    request = urllib.request.Request(url, data=json.dumps(data).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_it_runs_everything_with_one_command_and_stops_cleanly(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "up.log"
+    env = {"RULEWATCH_HOME": str(home), "RULEWATCH_TICK_S": "1"}
+    for key in ("RULEWATCH_DATABASE_URL", "RULEWATCH_BROKER_URL", "RULEWATCH_RESULT_BACKEND"):
+        env[key] = ""
+    up = spawn(["up", "--port", str(port)], env, log)
+    try:
+        wait_for(lambda: _get(f"{base}/healthz")["status"] == "ok", 60, "the web server", log)
+        with Target() as target:
+            rule = _post(f"{base}/api/v1/rules", http_rule(target.url, interval_s=1))
+            runs = wait_for(
+                lambda: _scheduled_runs(base, rule["id"], at_least=2), 60, "scheduled runs", log
+            )
+        assert all(v["status"] == "pass" for v in runs)
+        report = _get(f"{base}/reports/stability?window=24h")
+        assert "orders API" in report and "rate-ok" in report
+        assert (home / "rulewatch.db").exists()
+    finally:
+        code = stop(up)
+    assert code == 0, log.read_text()[-3000:]
+    assert processes_with_env("RULEWATCH_HOME", str(home)) == []
+
+
+def _scheduled_runs(base: str, rule_id: int, at_least: int) -> list[dict[str, Any]] | None:
+    body = _get(f"{base}/api/v1/rules/{rule_id}/verifications?limit=20")
+    runs = [v for v in body["verifications"] if v["trigger"] == "schedule"]
+    return runs if len(runs) >= at_least else None

@@ -1,0 +1,151 @@
+"""A real Celery worker process on Redis with PostgreSQL, driven through the API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from rulewatch import create_app
+from rulewatch.config import load_settings
+from rulewatch.migrate import upgrade
+from tests.conftest import (
+    REDIS_URL,
+    drop_postgres_database,
+    fresh_postgres_database,
+    require_service,
+)
+from tests.integration.processes import spawn, stop, wait_for
+from tests.targets import Target, http_rule
+
+REDIS_DB = 13
+
+
+@dataclass
+class Stack:
+    app: Flask
+    client: FlaskClient
+    log: Path
+
+    def wait_task(self, task_id: str, timeout: float = 30) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            body: dict[str, Any] = self.client.get(f"/api/v1/tasks/{task_id}").get_json()
+            return body if body["state"] in ("SUCCESS", "FAILURE") else None
+
+        result: dict[str, Any] = wait_for(done, timeout, f"task {task_id}", self.log)
+        return result
+
+
+@pytest.fixture(scope="module")
+def stack(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    require_service("127.0.0.1", 6379, "Redis")
+    broker = f"{REDIS_URL}/{REDIS_DB}"
+    redis.Redis.from_url(broker).flushdb()
+    url, name = fresh_postgres_database(pg_server)
+    upgrade(url)
+    home = tmp_path_factory.mktemp("home")
+    env = {"RULEWATCH_HOME": str(home), "RULEWATCH_DATABASE_URL": url,
+           "RULEWATCH_BROKER_URL": broker, "RULEWATCH_RESULT_BACKEND": broker,
+           "RULEWATCH_TICK_S": "1", "RULEWATCH_CHUNK_SIZE": "2"}  # fmt: skip
+    log = home / "worker.log"
+    worker = spawn(["worker", "-c", "2"], env, log)
+    app = create_app(replace(load_settings(env)))
+    try:
+        wait_for(lambda: b"ready." in log.read_bytes(), 60, "the worker to start", log)
+        yield Stack(app, app.test_client(), log)
+    finally:
+        stop(worker)
+        drop_postgres_database(pg_server, name)
+
+
+def test_it_verifies_now_through_the_interactive_queue(stack: Stack) -> None:
+    with Target() as target:
+        rule = stack.client.post("/api/v1/rules", json=http_rule(target.url, name="now")).get_json()
+        accepted = stack.client.post(f"/api/v1/rules/{rule['id']}/verify")
+        assert accepted.status_code == 202
+        done = stack.wait_task(accepted.get_json()["task_id"])
+        target.status = 503
+        failed = stack.wait_task(
+            stack.client.post(f"/api/v1/rules/{rule['id']}/verify").get_json()["task_id"]
+        )
+    assert done["state"] == "SUCCESS"
+    assert done["result"]["status"] == "pass"
+    assert failed["result"]["status"] == "fail"
+    assert "[STATUS] (503) == 200" in [c["resolved"] for c in failed["result"]["conditions"]]
+    history = stack.client.get(f"/api/v1/rules/{rule['id']}/verifications?limit=5").get_json()
+    assert [v["status"] for v in history["verifications"]] == ["fail", "pass"]
+
+
+def test_it_runs_a_delayed_verification_after_its_countdown(stack: Stack) -> None:
+    with Target() as target:
+        rule = stack.client.post(
+            "/api/v1/rules", json=http_rule(target.url, name="later")
+        ).get_json()
+        asked = time.time()
+        task_id = stack.client.post(
+            f"/api/v1/rules/{rule['id']}/verify", json={"countdown_s": 2}
+        ).get_json()["task_id"]
+        early = stack.client.get(f"/api/v1/tasks/{task_id}").get_json()
+        done = stack.wait_task(task_id)
+    assert early["state"] == "PENDING"
+    assert done["result"]["status"] == "pass"
+    from datetime import datetime
+
+    started = datetime.fromisoformat(done["result"]["started_at"]).timestamp()
+    assert started >= asked + 1.9
+
+
+def test_it_verifies_scheduled_rules_once_per_due_time(stack: Stack) -> None:
+    with Target() as target:
+        ids = [
+            stack.client.post(
+                "/api/v1/rules", json=http_rule(target.url, name=f"sched {i}", interval_s=1)
+            ).get_json()["id"]
+            for i in range(5)
+        ]
+        from rulewatch.tasks import verify_all_rules
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            verify_all_rules.apply_async().get(timeout=20)
+            counts = [_scheduled(stack, i) for i in ids]
+            if min(len(c) for c in counts) >= 3:
+                break
+            time.sleep(0.5)
+    for runs in counts:
+        dues = [v["scheduled_for"] for v in runs]
+        assert len(dues) >= 3
+        assert len(dues) == len(set(dues)), "a due time was verified twice"
+
+
+def _scheduled(stack: Stack, rule_id: int) -> list[dict[str, Any]]:
+    body = stack.client.get(f"/api/v1/rules/{rule_id}/verifications?limit=100").get_json()
+    return [v for v in body["verifications"] if v["trigger"] == "schedule"]
+
+
+def test_it_renders_the_report_as_a_task_result_and_verifies_all_now(stack: Stack) -> None:
+    with Target() as target:
+        rule = stack.client.post(
+            "/api/v1/rules", json=http_rule(target.url, name="all now")
+        ).get_json()
+        task_id = stack.client.post("/api/v1/verify-all").get_json()["task_id"]
+        assert stack.wait_task(task_id)["result"]["dispatched"] >= 1
+        wait_for(
+            lambda: _has_manual(stack, rule["id"]), 30, "verify-all to reach the rule", stack.log
+        )
+    from rulewatch.tasks import get_stable_rates_html
+
+    html = get_stable_rates_html.apply_async(args=("24h",)).get(timeout=20)
+    assert "all now" in html and "rate-ok" in html
+
+
+def _has_manual(stack: Stack, rule_id: int) -> bool:
+    body = stack.client.get(f"/api/v1/rules/{rule_id}/verifications").get_json()
+    return any(v["trigger"] == "manual" for v in body["verifications"])

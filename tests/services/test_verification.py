@@ -1,0 +1,136 @@
+"""_do_verify and the batch path against a real HTTP target and real databases."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from rulewatch.db import transaction
+from rulewatch.models import HourlyRollup, Rule, Verification, utcnow
+from rulewatch.probes import ProbeContext
+from rulewatch.services.rules import create_rule
+from rulewatch.services.scheduling import claim_due_rules
+from rulewatch.services.stability import stability_report
+from rulewatch.services.verification import Job, _do_verify, verify_jobs
+from tests.targets import Target, http_rule
+
+CTX = ProbeContext(datasources={})
+
+
+def _rule(factory: sessionmaker[Session], url: str, name: str = "orders API") -> int:
+    with transaction(factory) as session:
+        return create_rule(session, http_rule(url, name=name), utcnow()).id
+
+
+def test_it_records_a_passing_verification_with_resolved_conditions(
+    factory: sessionmaker[Session],
+) -> None:
+    with Target() as target:
+        rule_id = _rule(factory, target.url)
+        result = _do_verify(factory, Job(rule_id, str(uuid.uuid4())), CTX)
+    assert result["status"] == "pass"
+    assert result["conditions"][0] == {
+        "condition": "[STATUS] == 200", "resolved": "[STATUS] (200) == 200", "ok": True,
+    }  # fmt: skip
+    with factory() as session:
+        rule = session.get(Rule, rule_id)
+        assert rule is not None and rule.last_status == "pass"
+        stored = session.get(Verification, result["id"])
+        assert stored is not None and stored.trigger == "manual"
+
+
+def test_it_records_a_failing_target_as_fail_with_the_value_seen(
+    factory: sessionmaker[Session],
+) -> None:
+    with Target() as target:
+        target.status = 500
+        target.body = {"status": "DOWN"}
+        rule_id = _rule(factory, target.url)
+        result = _do_verify(factory, Job(rule_id, str(uuid.uuid4())), CTX)
+    assert result["status"] == "fail"
+    resolved = [c["resolved"] for c in result["conditions"]]
+    assert "[STATUS] (500) == 200" in resolved
+    assert "[BODY].status (DOWN) == UP" in resolved
+
+
+def test_it_records_an_unreachable_target_as_fail(factory: sessionmaker[Session]) -> None:
+    rule_id = _rule(factory, "http://127.0.0.1:9/health")
+    result = _do_verify(factory, Job(rule_id, str(uuid.uuid4())), CTX)
+    assert result["status"] == "fail"
+    assert result["error"]
+
+
+def test_it_does_not_record_the_same_verification_id_twice(
+    factory: sessionmaker[Session],
+) -> None:
+    with Target() as target:
+        rule_id = _rule(factory, target.url)
+        job = Job(rule_id, str(uuid.uuid4()))
+        first = _do_verify(factory, job, CTX)
+        second = _do_verify(factory, job, CTX)
+        assert target.hits == 1
+    assert second["id"] == first["id"]
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(Verification)) == 1
+        assert session.scalar(select(func.sum(HourlyRollup.passed))) == 1
+
+
+def test_it_advances_the_due_time_without_drift_and_releases_the_claim(
+    factory: sessionmaker[Session],
+) -> None:
+    with Target() as target:
+        rule_id = _rule(factory, target.url)
+        due = utcnow().replace(microsecond=0) - timedelta(seconds=5)
+        with transaction(factory) as session:
+            session.execute(update(Rule).values(next_due_at=due))
+        with transaction(factory) as session:
+            [claim] = claim_due_rules(session, utcnow(), limit=10, grace_s=60)
+        result = _do_verify(factory, Job(rule_id, claim.verification_id, claim.due), CTX)
+    assert result["status"] == "pass"
+    with factory() as session:
+        rule = session.get(Rule, rule_id)
+        assert rule is not None
+        assert rule.next_due_at == due + timedelta(seconds=60)
+        assert rule.claim_token is None and rule.claimed_until is None
+
+
+def test_it_skips_a_superseded_claim_without_probing(factory: sessionmaker[Session]) -> None:
+    with Target() as target:
+        rule_id = _rule(factory, target.url)
+        with transaction(factory) as session:
+            session.execute(update(Rule).values(next_due_at=utcnow() - timedelta(seconds=1)))
+        with transaction(factory) as session:
+            [lost] = claim_due_rules(session, utcnow(), limit=10, grace_s=1)
+        with transaction(factory) as session:
+            [again] = claim_due_rules(session, utcnow() + timedelta(minutes=5), 10, 1)
+        stale = _do_verify(factory, Job(rule_id, lost.verification_id, lost.due), CTX)
+        fresh = _do_verify(factory, Job(rule_id, again.verification_id, again.due), CTX)
+        assert target.hits == 1
+    assert "superseded" in stale["skipped"]
+    assert fresh["status"] == "pass"
+
+
+def test_it_computes_stability_equal_to_the_raw_verifications(
+    factory: sessionmaker[Session],
+) -> None:
+    with Target() as target:
+        ids = [_rule(factory, target.url, name=f"rule {i}") for i in range(3)]
+        for status in (200, 200, 500, 200, 500):
+            target.status = status
+            verify_jobs(factory, [Job(i, str(uuid.uuid4())) for i in ids], CTX)
+    with factory() as session:
+        report = stability_report(session, "24h", utcnow())
+        raw = dict(
+            session.execute(
+                select(Verification.status, func.count()).group_by(Verification.status)
+            ).all()
+        )
+    assert (report.overall.counts.passed, report.overall.counts.failed) == (
+        raw["pass"],
+        raw["fail"],
+    )
+    assert report.overall.rate == raw["pass"] / (raw["pass"] + raw["fail"])
+    assert all(r.rate == 3 / 5 for r in report.rules)

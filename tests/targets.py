@@ -1,0 +1,59 @@
+"""A real HTTP target for tests: a threaded server whose answer the test can change."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class Target:
+    """Serves GET /health with the status and JSON body the test sets."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body: dict[str, Any] = {"status": "UP"}
+        self.hits = 0
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                target.hits += 1
+                payload = json.dumps(target.body).encode()
+                self.send_response(target.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The health URL."""
+        return f"http://127.0.0.1:{self.server.server_address[1]}/health"
+
+    def __enter__(self) -> Target:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def http_rule(url: str, name: str = "orders API", **extra: Any) -> dict[str, Any]:
+    """A valid http rule definition against ``url``."""
+    return {
+        "name": name,
+        "kind": "http",
+        "target": {"url": url, "timeout_s": 5},
+        "conditions": ["[STATUS] == 200", "[BODY].status == UP", "[RESPONSE_TIME] < 5000"],
+        "interval_s": 60,
+        **extra,
+    }
