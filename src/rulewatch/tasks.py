@@ -128,6 +128,12 @@ def get_stable_rates_html(window: str = "24h", tag: str | None = None) -> str:
         return render_stability_html(stability_report(session, window, utcnow(), tag))
 
 
+@_task("rulewatch.ping")
+def ping() -> str:
+    """A task that does nothing: measures the bare broker round trip and worker liveness."""
+    return "pong"
+
+
 @_task("rulewatch.prune")
 def prune() -> dict[str, int]:
     """Enforce retention on raw verifications and rollups, in small steps."""

@@ -38,7 +38,7 @@ async def probe_http(target: Mapping[str, Any], ctx: ProbeContext) -> Observatio
             return await _exchange(session, url, target, started)
     except aiohttp.ClientError as exc:
         return _from_client_error(exc, started)
-    except ValueError as exc:  # a method or header aiohttp refuses to send
+    except (TypeError, ValueError) as exc:  # a method or header aiohttp refuses to send
         return Observation(connected=False, fault=f"invalid http request: {exc}")
 
 
@@ -78,7 +78,7 @@ async def _exchange(
 def _encoded(body: Any) -> bytes | None:
     if body is None:
         return None
-    return body.encode() if isinstance(body, str) else bytes(body)
+    return body if isinstance(body, bytes) else str(body).encode()
 
 
 def _peer_of(response: aiohttp.ClientResponse) -> _Peer:
@@ -122,7 +122,8 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
 def _headers_of(response: aiohttp.ClientResponse) -> dict[str, str]:
     """Headers under their original names; repeated headers are joined with ', '."""
     headers: dict[str, str] = {}
-    for name, value in response.headers.items():
+    for key, value in response.headers.items():
+        name = str(key)
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return headers
 

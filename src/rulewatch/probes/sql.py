@@ -56,7 +56,7 @@ def run_read_only(dsn: str, query: str, *, timeout_s: float, row_limit: int) -> 
     deadline = time.monotonic() + timeout_s - min(0.25, timeout_s * 0.1)
     try:
         engine = engine_for(dsn)
-    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
         return Observation(connected=False, fault=f"unusable data source URL: {_text(exc, dsn)}")
     try:
         with connect_timeout(timeout_s):

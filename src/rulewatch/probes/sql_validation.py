@@ -58,7 +58,7 @@ def _check_no_writes(statement: Statement) -> None:
 
 def _writes(token: Token) -> bool:
     if token.ttype in T.DML:
-        return token.normalized != "SELECT"
+        return bool(token.normalized != "SELECT")
     if token.ttype in T.DDL or token.ttype in T.Keyword.DCL:
         return True
     return bool(token.ttype in T.Keyword and token.normalized in _FORBIDDEN_KEYWORDS)
