@@ -30,7 +30,7 @@ from rulewatch import create_app  # noqa: E402
 from rulewatch.config import load_settings  # noqa: E402
 from rulewatch.migrate import upgrade  # noqa: E402
 from rulewatch.models import Rule, Verification  # noqa: E402
-from tests.conftest import drop_postgres_database, fresh_postgres_database  # noqa: E402
+from tests.conftest import drop_database, fresh_database  # noqa: E402
 
 PG_ADMIN = os.environ.get("RULEWATCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BROKER = os.environ.get("RULEWATCH_BENCH_REDIS", "redis://127.0.0.1:6379/12")
@@ -78,7 +78,7 @@ def count_verifications(url: str) -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    url, dbname = fresh_postgres_database(PG_ADMIN)
+    url, dbname = fresh_database(PG_ADMIN)
     upgrade(url)
     redis.Redis.from_url(BROKER).flushdb()
     home = Path(f"/tmp/rulewatch-bench-{os.getpid()}")
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             p.terminate()
         for p in procs:
             p.wait(30)
-        drop_postgres_database(PG_ADMIN, dbname)
+        drop_database(PG_ADMIN, dbname)
     verifications_per_s = args.rules / checks_s
     noop_per_s = args.noop / noop_s
     return {

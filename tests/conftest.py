@@ -22,6 +22,7 @@ from rulewatch.migrate import upgrade
 PG_ADMIN_URL = os.environ.get(
     "RULEWATCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+MYSQL_ADMIN_URL = os.environ.get("RULEWATCH_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
 REDIS_URL = os.environ.get("RULEWATCH_TEST_REDIS", "redis://127.0.0.1:6379")
 
 
@@ -44,25 +45,39 @@ def pg_server() -> str:
     return PG_ADMIN_URL
 
 
-def fresh_postgres_database(admin_url: str) -> tuple[str, str]:
-    """Create an empty PostgreSQL database; returns (url, name)."""
+@pytest.fixture(scope="session")
+def mysql_server() -> str:
+    """The MariaDB/MySQL admin URL, once the server is known to be reachable."""
+    require_service("127.0.0.1", 3306, "MariaDB")
+    return MYSQL_ADMIN_URL
+
+
+def fresh_database(admin_url: str) -> tuple[str, str]:
+    """Create an empty database on the server of ``admin_url``; returns (url, name)."""
     name = f"rw_test_{uuid.uuid4().hex[:10]}"
+    quote = "`" if admin_url.startswith("mysql") else '"'
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f"CREATE DATABASE {quote}{name}{quote}"))
     engine.dispose()
     return admin_url.rsplit("/", 1)[0] + f"/{name}", name
 
 
-def drop_postgres_database(admin_url: str, name: str) -> None:
-    """Drop a database made by fresh_postgres_database, closing its sessions."""
+def drop_database(admin_url: str, name: str) -> None:
+    """Drop a database made by fresh_database, closing its sessions on PostgreSQL."""
+    mysql = admin_url.startswith("mysql")
+    sql = (
+        f"DROP DATABASE IF EXISTS `{name}`"
+        if mysql
+        else f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    )
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(sql))
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database on each supported engine."""
     if request.param == "sqlite":
@@ -70,11 +85,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         upgrade(url)
         yield url
         return
-    admin = request.getfixturevalue("pg_server")
-    url, name = fresh_postgres_database(admin)
+    admin = request.getfixturevalue(
+        "pg_server" if request.param == "postgresql" else "mysql_server"
+    )
+    url, name = fresh_database(admin)
     upgrade(url)
     yield url
-    drop_postgres_database(admin, name)
+    drop_database(admin, name)
 
 
 @pytest.fixture

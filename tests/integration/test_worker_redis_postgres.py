@@ -18,8 +18,8 @@ from rulewatch.config import load_settings
 from rulewatch.migrate import upgrade
 from tests.conftest import (
     REDIS_URL,
-    drop_postgres_database,
-    fresh_postgres_database,
+    drop_database,
+    fresh_database,
     require_service,
 )
 from tests.integration.processes import spawn, stop, wait_for
@@ -48,7 +48,7 @@ def stack(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     require_service("127.0.0.1", 6379, "Redis")
     broker = f"{REDIS_URL}/{REDIS_DB}"
     redis.Redis.from_url(broker).flushdb()
-    url, name = fresh_postgres_database(pg_server)
+    url, name = fresh_database(pg_server)
     upgrade(url)
     home = tmp_path_factory.mktemp("home")
     env = {"RULEWATCH_HOME": str(home), "RULEWATCH_DATABASE_URL": url,
@@ -62,7 +62,7 @@ def stack(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield Stack(app, app.test_client(), log)
     finally:
         stop(worker)
-        drop_postgres_database(pg_server, name)
+        drop_database(pg_server, name)
 
 
 def test_it_verifies_now_through_the_interactive_queue(stack: Stack) -> None:
