@@ -27,7 +27,7 @@ class Settings:
     tick_s: float = 5.0
     chunk_size: int = 50
     claim_batch: int = 1000
-    claim_grace_s: float = 120.0
+    claim_ttl_s: float = 300.0
     retention_days: int = 14
     hourly_retention_days: int = 90
     daily_retention_days: int = 730
@@ -58,7 +58,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tick_s=_number(env, "RULEWATCH_TICK_S", 5.0, minimum=0.5),
         chunk_size=int(_number(env, "RULEWATCH_CHUNK_SIZE", 50, minimum=1)),
         claim_batch=int(_number(env, "RULEWATCH_CLAIM_BATCH", 1000, minimum=1)),
-        claim_grace_s=_number(env, "RULEWATCH_CLAIM_GRACE_S", 120.0, minimum=1),
+        claim_ttl_s=_number(env, "RULEWATCH_CLAIM_TTL_S", 300.0, minimum=1),
         retention_days=int(_number(env, "RULEWATCH_RETENTION_DAYS", 14, minimum=1)),
         sql_row_limit=int(_number(env, "RULEWATCH_SQL_ROW_LIMIT", 1000, minimum=1)),
         base_url=env.get("RULEWATCH_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),

@@ -76,7 +76,7 @@ def verify_all_rules(force: bool = False) -> dict[str, int]:
     while True:
         with transaction(rt.factory) as session:
             claims = claim_due_rules(
-                session, utcnow(), rt.settings.claim_batch, rt.settings.claim_grace_s
+                session, utcnow(), rt.settings.claim_batch, rt.settings.claim_ttl_s
             )
         if claims:
             dispatch(claims, rt)

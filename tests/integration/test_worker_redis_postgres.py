@@ -53,7 +53,8 @@ def stack(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     home = tmp_path_factory.mktemp("home")
     env = {"RULEWATCH_HOME": str(home), "RULEWATCH_DATABASE_URL": url,
            "RULEWATCH_BROKER_URL": broker, "RULEWATCH_RESULT_BACKEND": broker,
-           "RULEWATCH_TICK_S": "1", "RULEWATCH_CHUNK_SIZE": "2"}  # fmt: skip
+           "RULEWATCH_TICK_S": "1", "RULEWATCH_CHUNK_SIZE": "2",
+           "RULEWATCH_CLAIM_TTL_S": "3"}  # fmt: skip
     log = home / "worker.log"
     worker = spawn(["worker", "-c", "2"], env, log)
     app = create_app(replace(load_settings(env)))
@@ -149,3 +150,34 @@ def test_it_renders_the_report_as_a_task_result_and_verifies_all_now(stack: Stac
 def _has_manual(stack: Stack, rule_id: int) -> bool:
     body = stack.client.get(f"/api/v1/rules/{rule_id}/verifications").get_json()
     return any(v["trigger"] == "manual" for v in body["verifications"])
+
+
+def test_it_dispatches_again_a_run_whose_message_was_lost(stack: Stack) -> None:
+    from sqlalchemy import update
+
+    from rulewatch.db import transaction
+    from rulewatch.models import Rule, utcnow
+    from rulewatch.services.scheduling import claim_due_rules
+    from rulewatch.tasks import verify_all_rules
+
+    factory = stack.app.extensions["rulewatch"].factory
+    with Target() as target:
+        rule = stack.client.post(
+            "/api/v1/rules", json=http_rule(target.url, name="lost", interval_s=3600)
+        ).get_json()
+        with transaction(factory) as session:
+            session.execute(update(Rule).where(Rule.id == rule["id"]).values(next_due_at=utcnow()))
+        with transaction(factory) as session:  # a dispatcher claims it, then its message is lost
+            claims = claim_due_rules(session, utcnow(), limit=1000, ttl_s=3)
+        [lost] = [c for c in claims if c.rule_id == rule["id"]]
+        verify_all_rules.apply_async().get(timeout=20)
+        assert _scheduled(stack, rule["id"]) == [], "a live claim must not be dispatched again"
+
+        def recovered() -> list[dict[str, Any]]:
+            verify_all_rules.apply_async().get(timeout=20)
+            return _scheduled(stack, rule["id"])
+
+        [run] = wait_for(recovered, 30, "the lost run to be dispatched again", stack.log)
+    assert run["status"] == "pass"
+    assert run["scheduled_for"] == lost.due.isoformat()
+    assert run["id"] != lost.verification_id

@@ -34,7 +34,7 @@ def test_it_claims_each_due_rule_once_when_two_dispatchers_race(
         barrier.wait()
         while True:
             with transaction(factory) as session:
-                got = claim_due_rules(session, utcnow(), limit=25, grace_s=60)
+                got = claim_due_rules(session, utcnow(), limit=25, ttl_s=60)
             if not got:
                 return
             results[slot] += got
@@ -52,9 +52,9 @@ def test_it_claims_each_due_rule_once_when_two_dispatchers_race(
 def test_it_does_not_claim_a_rule_whose_claim_is_live(factory: sessionmaker[Session]) -> None:
     _make_due_rules(factory, 3)
     with transaction(factory) as session:
-        first = claim_due_rules(session, utcnow(), limit=10, grace_s=60)
+        first = claim_due_rules(session, utcnow(), limit=10, ttl_s=60)
     with transaction(factory) as session:
-        second = claim_due_rules(session, utcnow(), limit=10, grace_s=60)
+        second = claim_due_rules(session, utcnow(), limit=10, ttl_s=60)
     assert len(first) == 3
     assert second == []
 
@@ -64,10 +64,10 @@ def test_it_reclaims_a_rule_whose_claim_expired_without_a_verification(
 ) -> None:
     _make_due_rules(factory, 1)
     with transaction(factory) as session:
-        [lost] = claim_due_rules(session, utcnow(), limit=10, grace_s=1)
+        [lost] = claim_due_rules(session, utcnow(), limit=10, ttl_s=1)
     later = utcnow() + timedelta(seconds=300)
     with transaction(factory) as session:
-        [again] = claim_due_rules(session, later, limit=10, grace_s=1)
+        [again] = claim_due_rules(session, later, limit=10, ttl_s=1)
     assert again.rule_id == lost.rule_id
     assert again.due == lost.due
     assert again.verification_id != lost.verification_id
@@ -81,4 +81,4 @@ def test_it_skips_disabled_and_not_yet_due_rules(factory: sessionmaker[Session])
             update(Rule).where(Rule.name == "r1").values(next_due_at=utcnow() + timedelta(hours=1))
         )
     with transaction(factory) as session:
-        assert claim_due_rules(session, utcnow(), limit=10, grace_s=60) == []
+        assert claim_due_rules(session, utcnow(), limit=10, ttl_s=60) == []

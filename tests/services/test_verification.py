@@ -87,7 +87,7 @@ def test_it_advances_the_due_time_without_drift_and_releases_the_claim(
         with transaction(factory) as session:
             session.execute(update(Rule).values(next_due_at=due))
         with transaction(factory) as session:
-            [claim] = claim_due_rules(session, utcnow(), limit=10, grace_s=60)
+            [claim] = claim_due_rules(session, utcnow(), limit=10, ttl_s=60)
         result = _do_verify(factory, Job(rule_id, claim.verification_id, claim.due), CTX)
     assert result["status"] == "pass"
     with factory() as session:
@@ -103,7 +103,7 @@ def test_it_skips_a_superseded_claim_without_probing(factory: sessionmaker[Sessi
         with transaction(factory) as session:
             session.execute(update(Rule).values(next_due_at=utcnow() - timedelta(seconds=1)))
         with transaction(factory) as session:
-            [lost] = claim_due_rules(session, utcnow(), limit=10, grace_s=1)
+            [lost] = claim_due_rules(session, utcnow(), limit=10, ttl_s=1)
         with transaction(factory) as session:
             [again] = claim_due_rules(session, utcnow() + timedelta(minutes=5), 10, 1)
         stale = _do_verify(factory, Job(rule_id, lost.verification_id, lost.due), CTX)

@@ -29,14 +29,15 @@ def verification_id_for(claim_token: str, rule_id: int) -> str:
     return str(uuid.uuid5(uuid.UUID(claim_token), str(rule_id)))
 
 
-def claim_due_rules(session: Session, now: datetime, limit: int, grace_s: float) -> list[Claim]:
+def claim_due_rules(session: Session, now: datetime, limit: int, ttl_s: float) -> list[Claim]:
     """Claim up to ``limit`` due rules in the caller's transaction.
 
-    A rule is claimable when enabled, due, and not claimed or its claim expired with no
-    verification recorded (a lost message). The conditional UPDATE re-checks that
-    predicate, so two dispatchers racing over the same rows claim each one once; on
-    PostgreSQL and MySQL the candidates are locked with SKIP LOCKED so racers take disjoint
-    sets; on SQLite the claim is a single UPDATE, whose write lock serialises racers.
+    A rule is claimable when enabled, due, and not claimed, or its claim expired (``ttl_s``
+    after claiming) with no verification recorded: a lost message is dispatched again.
+    The conditional UPDATE re-checks that predicate, so two dispatchers racing over the
+    same rows claim each one once. On PostgreSQL and MySQL the candidates are locked with
+    SKIP LOCKED, so racers take disjoint sets; on SQLite the claim is a single UPDATE,
+    whose write lock serialises racers.
     """
     claimable = (
         Rule.enabled.is_(True),
@@ -55,7 +56,7 @@ def claim_due_rules(session: Session, now: datetime, limit: int, grace_s: float)
     session.execute(
         update(Rule)
         .where(chosen, *claimable)
-        .values(claimed_until=now + timedelta(seconds=MAX_CHECK_S + grace_s), claim_token=token)
+        .values(claimed_until=now + timedelta(seconds=ttl_s), claim_token=token)
         .execution_options(synchronize_session=False)
     )
     rows = session.execute(
