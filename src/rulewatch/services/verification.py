@@ -11,11 +11,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import aiohttp
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.db import transaction
-from rulewatch.domain.conditions import ConditionOutcome, evaluate_all, judge, parse_condition
+from rulewatch.domain.conditions import (
+    Condition,
+    ConditionOutcome,
+    evaluate_all,
+    judge,
+    parse_condition,
+)
 from rulewatch.domain.observation import Observation
 from rulewatch.domain.schedule import Schedule, next_due
 from rulewatch.models import Rule, Verification, utcnow
@@ -24,7 +30,7 @@ from rulewatch.services.rollups import Sample, add_samples
 from rulewatch.services.scheduling import verification_id_for
 
 HISTORY_SIZE = 10
-HISTORY_PLACEHOLDERS = ("[PREVIOUS_VALUE]", "[CHANGE_PERCENT]")
+HISTORY_PLACEHOLDERS = frozenset({"PREVIOUS_VALUE", "CHANGE_PERCENT"})
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,9 @@ class _Prepared:
     name: str
     kind: str
     target: dict[str, Any]
-    conditions: list[str]
+    conditions: list[Condition]
     history: list[Any]
+    schedule: Schedule
 
 
 @dataclass(frozen=True)
@@ -63,19 +70,12 @@ def verify_jobs(
     factory: sessionmaker[Session], jobs: Sequence[Job], ctx: ProbeContext
 ) -> list[dict[str, Any]]:
     """Verify a batch of rules: probes run concurrently, results are written together."""
-    results: dict[str, dict[str, Any]] = {}
     with factory() as session:
-        ready = []
-        for job in jobs:
-            prepared, skipped = _prepare(session, job)
-            if prepared is not None:
-                ready.append(prepared)
-            else:
-                results[job.verification_id] = skipped
+        ready, results = _prepare_all(session, jobs)
     probed = asyncio.run(_probe_all(ready, ctx)) if ready else []
-    with transaction(factory) as session:
-        for item in probed:
-            results[item.prepared.job.verification_id] = _record(session, item)
+    if probed:
+        with transaction(factory) as session:
+            results.update(_record_all(session, probed))
     return [results[job.verification_id] for job in jobs]
 
 
@@ -84,18 +84,37 @@ def _do_verify(factory: sessionmaker[Session], job: Job, ctx: ProbeContext) -> d
     return verify_jobs(factory, [job], ctx)[0]
 
 
-def _prepare(session: Session, job: Job) -> tuple[_Prepared | None, dict[str, Any]]:
-    """Load what the probe needs, or say why this job must not run (stale or done)."""
-    done = session.get(Verification, job.verification_id)
-    if done is not None:
-        return None, verification_to_dict(done, _rule_name(session, done.rule_id))
-    rule = session.get(Rule, job.rule_id)
-    if rule is None:
-        return None, _skipped(job, "rule no longer exists")
-    if job.due is not None and not _claim_is_current(rule, job):
-        return None, _skipped(job, "claim superseded: this run was re-dispatched or done")
-    history = _history(session, rule) if _wants_history(rule.conditions) else []
-    return _Prepared(job, rule.name, rule.kind, rule.target, rule.conditions, history), {}
+def _prepare_all(
+    session: Session, jobs: Sequence[Job]
+) -> tuple[list[_Prepared], dict[str, dict[str, Any]]]:
+    """Load what the probes need, and say why the jobs that must not run are skipped."""
+    ids = [job.verification_id for job in jobs]
+    done = {v.id: v for v in session.scalars(select(Verification).where(Verification.id.in_(ids)))}
+    rule_ids = {job.rule_id for job in jobs}
+    rules = {r.id: r for r in session.scalars(select(Rule).where(Rule.id.in_(rule_ids)))}
+    ready: list[_Prepared] = []
+    skipped: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        rule = rules.get(job.rule_id)
+        if job.verification_id in done:  # a redelivered message: answer what was recorded
+            name = rule.name if rule else None
+            skipped[job.verification_id] = verification_to_dict(done[job.verification_id], name)
+        elif rule is None:
+            skipped[job.verification_id] = _skipped(job, "rule no longer exists")
+        elif job.due is not None and not _claim_is_current(rule, job):
+            reason = "claim superseded: this run was re-dispatched or done"
+            skipped[job.verification_id] = _skipped(job, reason)
+        else:
+            ready.append(_prepared(session, job, rule))
+    return ready, skipped
+
+
+def _prepared(session: Session, job: Job, rule: Rule) -> _Prepared:
+    conditions = [parse_condition(text) for text in rule.conditions]
+    wants_history = any(c.placeholders & HISTORY_PLACEHOLDERS for c in conditions)
+    history = _history(session, rule) if wants_history else []
+    schedule = Schedule(interval_s=rule.interval_s, cron=rule.cron, timezone=rule.timezone)
+    return _Prepared(job, rule.name, rule.kind, rule.target, conditions, history, schedule)
 
 
 def _claim_is_current(rule: Rule, job: Job) -> bool:
@@ -104,10 +123,6 @@ def _claim_is_current(rule: Rule, job: Job) -> bool:
         and rule.next_due_at == job.due
         and verification_id_for(rule.claim_token, rule.id) == job.verification_id
     )
-
-
-def _wants_history(conditions: Sequence[str]) -> bool:
-    return any(p in c for c in conditions for p in HISTORY_PLACEHOLDERS)
 
 
 def _history(session: Session, rule: Rule) -> list[Any]:
@@ -153,13 +168,31 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
-def _record(session: Session, item: _Probed) -> dict[str, Any]:
+def _record_all(session: Session, probed: Sequence[_Probed]) -> dict[str, dict[str, Any]]:
+    """Insert the verifications, their rollups and the rules' new state in one go."""
+    rule_ids = {item.prepared.job.rule_id for item in probed}
+    alive = set(session.scalars(select(Rule.id).where(Rule.id.in_(rule_ids))))
+    results: dict[str, dict[str, Any]] = {}
+    recorded: list[tuple[_Probed, Verification]] = []
+    for item in probed:
+        job = item.prepared.job
+        if job.rule_id not in alive:
+            results[job.verification_id] = _skipped(job, "rule deleted while being verified")
+            continue
+        verification = _verification(item)
+        recorded.append((item, verification))
+        results[job.verification_id] = verification_to_dict(verification, item.prepared.name)
+    session.add_all([v for _, v in recorded])
+    session.flush()
+    add_samples(session, [_sample(v) for _, v in recorded])
+    _advance(session, recorded)
+    return results
+
+
+def _verification(item: _Probed) -> Verification:
     job, obs = item.prepared.job, item.observation
-    outcomes = evaluate_all([parse_condition(c) for c in item.prepared.conditions], obs)
-    rule = session.get(Rule, job.rule_id, with_for_update=False)
-    if rule is None:
-        return _skipped(job, "rule deleted while it was being verified")
-    verification = Verification(
+    outcomes = evaluate_all(item.prepared.conditions, obs)
+    return Verification(
         id=job.verification_id,
         rule_id=job.rule_id,
         scheduled_for=job.due,
@@ -171,26 +204,32 @@ def _record(session: Session, item: _Probed) -> dict[str, Any]:
         error=obs.fault or obs.failure or _first_reason(outcomes),
         trigger=job.trigger,
     )
-    session.add(verification)
-    add_samples(session, [_sample(verification)])
-    _advance(session, rule, job, verification)
-    return verification_to_dict(verification, rule.name)
 
 
-def _advance(session: Session, rule: Rule, job: Job, verification: Verification) -> None:
-    """Store the rule's last status; a scheduled run also releases the claim and moves due."""
-    values: dict[str, Any] = {
-        "last_status": verification.status,
-        "last_verified_at": verification.started_at,
-    }
-    where = [Rule.id == rule.id]
-    if job.due is not None:
-        schedule = Schedule(interval_s=rule.interval_s, cron=rule.cron, timezone=rule.timezone)
-        values.update(
-            next_due_at=next_due(schedule, job.due, utcnow()), claimed_until=None, claim_token=None
+def _advance(session: Session, recorded: Sequence[tuple[_Probed, Verification]]) -> None:
+    """Store each rule's last status; scheduled runs also release the claim and move due."""
+    table: Table = Rule.__table__  # type: ignore[assignment]
+    status = [{"b_id": v.rule_id, "b_status": v.status, "b_at": v.started_at} for _, v in recorded]
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(last_status=bindparam("b_status"), last_verified_at=bindparam("b_at")),
+        status,
+    )
+    now = utcnow()
+    moves = [
+        {"b_id": v.rule_id, "b_due": item.prepared.job.due,
+         "b_next": next_due(item.prepared.schedule, item.prepared.job.due, now)}
+        for item, v in recorded if item.prepared.job.due is not None
+    ]  # fmt: skip
+    if moves:
+        # only the run that holds the due time moves it: a late duplicate changes nothing
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.next_due_at == bindparam("b_due"))
+            .values(next_due_at=bindparam("b_next"), claimed_until=None, claim_token=None),
+            moves,
         )
-        where.append(Rule.next_due_at == job.due)
-    session.execute(update(Rule).where(*where).values(**values))
 
 
 def _sample(v: Verification) -> Sample:
@@ -212,10 +251,6 @@ def _first_reason(outcomes: Sequence[ConditionOutcome]) -> str | None:
 
 def _skipped(job: Job, reason: str) -> dict[str, Any]:
     return {"id": job.verification_id, "rule_id": job.rule_id, "status": None, "skipped": reason}
-
-
-def _rule_name(session: Session, rule_id: int) -> str | None:
-    return session.scalar(select(Rule.name).where(Rule.id == rule_id))
 
 
 def verification_to_dict(v: Verification, rule_name: str | None = None) -> dict[str, Any]:
