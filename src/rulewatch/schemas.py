@@ -27,7 +27,7 @@ class HttpTarget(_Strict):
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
-    timeout_s: Timeout = 10
+    timeout_s: Timeout = 10.0
     follow_redirects: bool = True
     verify_tls: bool = True
 
@@ -35,13 +35,13 @@ class HttpTarget(_Strict):
 class SqlTarget(_Strict):
     datasource: Name
     query: Annotated[str, StringConstraints(min_length=1, max_length=20000)]
-    timeout_s: Timeout = 10
+    timeout_s: Timeout = 10.0
 
 
 class TcpTarget(_Strict):
     host: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
     port: Annotated[int, Field(ge=1, le=65535)]
-    timeout_s: Timeout = 5
+    timeout_s: Timeout = 5.0
 
 
 TARGETS: dict[str, type[_Strict]] = {"http": HttpTarget, "sql": SqlTarget, "tcp": TcpTarget}

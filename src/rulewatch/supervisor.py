@@ -47,8 +47,9 @@ def run_all(host: str, port: int, concurrency: int) -> int:
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        _signal_group(child, signal.SIGTERM)
+    for child in children:  # the leader shuts its own pool down (celery's warm shutdown)
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
     for child in children:
         with contextlib.suppress(subprocess.TimeoutExpired):

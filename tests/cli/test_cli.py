@@ -177,11 +177,6 @@ def test_it_exports_rules_that_import_back_to_the_same_text(cli: Cli, tmp_path: 
     assert "Europe/Paris" in first and "- shop" in first
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schemas.py gives target timeout_s int defaults (10, 5) that pydantic does not "
-    "coerce, so a default exports as 10 and reimports as 10.0; fix: default to 10.0 and 5.0",
-)
 def test_it_recreates_every_rule_from_an_export_in_an_empty_database(
     cli: Cli, empty_url: str, tmp_path: Path
 ) -> None:

@@ -223,3 +223,4 @@ def test_it_passes_connected_false_when_the_port_is_closed(
     result = _verify(factory, rule_id, NO_SOURCES)
     assert result["status"] == "pass"
     assert _resolved(result) == ["[CONNECTED] (false) == false"]
+    assert result["error"] is None, "a passing verification carries no error"

@@ -192,16 +192,18 @@ def _record_all(session: Session, probed: Sequence[_Probed]) -> dict[str, dict[s
 def _verification(item: _Probed) -> Verification:
     job, obs = item.prepared.job, item.observation
     outcomes = evaluate_all(item.prepared.conditions, obs)
+    status = judge(outcomes, obs)
+    error = None if status == "pass" else obs.fault or obs.failure or _first_reason(outcomes)
     return Verification(
         id=job.verification_id,
         rule_id=job.rule_id,
         scheduled_for=job.due,
         started_at=item.started_at,
         duration_ms=round(item.duration_ms, 3),
-        status=judge(outcomes, obs),
+        status=status,
         conditions=[_outcome_dict(o) for o in outcomes],
         measured=obs.measured(),
-        error=obs.fault or obs.failure or _first_reason(outcomes),
+        error=error,
         trigger=job.trigger,
     )
 
