@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -70,9 +71,17 @@ async def _exchange(
             status=response.status,
             headers=_headers_of(response),
             body=body.decode(_charset_of(response), errors="replace"),
-            ip=peer.ip,
+            ip=peer.ip or _literal_ip(response.url.host),
             certificate_expiration_ms=peer.certificate_expiration_ms,
         )
+
+
+def _literal_ip(host: str | None) -> str | None:
+    """The host itself when it is an IP address: known even if the connection has closed."""
+    try:
+        return str(ipaddress.ip_address((host or "").strip("[]")))
+    except ValueError:
+        return None
 
 
 def _encoded(body: Any) -> bytes | None:
