@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -15,11 +16,13 @@ class Target:
         self.status = 200
         self.body: dict[str, Any] = {"status": "UP"}
         self.hits = 0
+        self.delay_s = 0.0
         target = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 target.hits += 1
+                time.sleep(target.delay_s)
                 payload = json.dumps(target.body).encode()
                 self.send_response(target.status)
                 self.send_header("Content-Type", "application/json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from celery import Celery, Task
@@ -51,6 +52,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": True,
         "result_extended": True,
         "result_expires": 86400,
+        # the embedded SQLite result backend is written by every pool process at once
+        "database_engine_options": {"connect_args": {"timeout": 30}},
         "task_default_priority": 3,
         "timezone": "UTC",
         "enable_utc": True,
@@ -86,6 +89,14 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _use_wal(path: str) -> None:
+    """Put the SQLite result database in WAL mode (it persists), so readers never block writers."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
 def celery_init_app(app: Flask, settings: Settings) -> Celery[Any]:
     """Create the Celery app whose tasks run inside the Flask app context."""
 
@@ -97,6 +108,8 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery[Any]:
     if settings.embedded_broker:
         for sub in ("", "control"):
             (settings.broker_folder / sub).mkdir(parents=True, exist_ok=True)
+    if settings.result_backend.startswith("db+sqlite:///"):
+        _use_wal(settings.result_backend.removeprefix("db+sqlite:///"))
     celery: Celery[Any] = Celery("rulewatch", task_cls=FlaskTask)
     celery.conf.update(celery_config(settings))
     celery.set_default()

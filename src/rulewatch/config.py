@@ -61,6 +61,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         claim_batch=int(_number(env, "RULEWATCH_CLAIM_BATCH", 1000, minimum=1)),
         claim_ttl_s=_number(env, "RULEWATCH_CLAIM_TTL_S", 300.0, minimum=1),
         retention_days=int(_number(env, "RULEWATCH_RETENTION_DAYS", 14, minimum=1)),
+        hourly_retention_days=int(_number(env, "RULEWATCH_HOURLY_RETENTION_DAYS", 90, minimum=31)),
+        daily_retention_days=int(_number(env, "RULEWATCH_DAILY_RETENTION_DAYS", 730, minimum=366)),
         keep_per_rule=int(_number(env, "RULEWATCH_KEEP_PER_RULE", 1000, minimum=10)),
         sql_row_limit=int(_number(env, "RULEWATCH_SQL_ROW_LIMIT", 1000, minimum=1)),
         base_url=env.get("RULEWATCH_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),

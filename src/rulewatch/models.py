@@ -68,7 +68,7 @@ class Rule(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     stability_target: Mapped[float] = mapped_column(Float, default=0.99)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)  # set by update_rule only
     # scheduling state, written by claims and by recorded verifications
     next_due_at: Mapped[datetime]
     claimed_until: Mapped[datetime | None]
@@ -113,7 +113,10 @@ class Verification(Base):
     error: Mapped[str | None] = mapped_column(Text)
     trigger: Mapped[str] = mapped_column(String(12), default="schedule")
 
-    __table_args__ = (Index("ix_verifications_rule_started", "rule_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_verifications_rule_started", "rule_id", "started_at"),
+        Index("ix_verifications_started", "started_at"),  # retention deletes by age
+    )
 
 
 class _RollupColumns:

@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 
 STOP_TIMEOUT_S = 20.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1
 
 
 def run_all(host: str, port: int, concurrency: int) -> int:
-    """Start the three processes; on Ctrl-C, SIGTERM or a child's death, stop them all."""
+    """Start the three processes; on Ctrl-C, SIGTERM, SIGHUP or a child's death, stop all."""
     me = [sys.executable, "-m", "rulewatch"]
     commands = {
         "web": [*me, "web", "--host", host, "--port", str(port), "--workers", "2"],
         "worker": [*me, "worker", "-c", str(concurrency)],
         "beat": [*me, "beat"],
-    }
-    # each child leads its own process group, so stopping it also stops its pool children
-    children = {
-        name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()
     }
     stopping = False
 
@@ -31,19 +31,39 @@ def run_all(host: str, port: int, concurrency: int) -> int:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    exit_code = 0
-    while not stopping:
+    for signum in STOP_SIGNALS:  # before any child exists, so none can be left behind
+        signal.signal(signum, _on_signal)
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, command in commands.items():
+            if not stopping:
+                children[name] = _start(command)
+        return _watch(children, lambda: stopping)
+    finally:
+        _stop(list(children.values()))
+
+
+def _start(command: list[str]) -> subprocess.Popen[bytes]:
+    # each child leads its own process group (its pool children go with it) and is told
+    # to stop by the kernel if this supervisor dies without cleaning up (SIGKILL, OOM)
+    return subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _watch(children: dict[str, subprocess.Popen[bytes]], stopping: Callable[[], bool]) -> int:
+    while not stopping():
         for name, child in children.items():
             if child.poll() is not None:
                 print(
                     f"rulewatch: {name} exited with {child.returncode}; stopping", file=sys.stderr
                 )
-                exit_code, stopping = 1, True
+                return 1
         time.sleep(0.2)
-    _stop(list(children.values()))
-    return exit_code
+    return 0
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
@@ -60,5 +80,5 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(child.pid, signum)

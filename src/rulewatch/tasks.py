@@ -9,8 +9,9 @@ from typing import Any, ParamSpec, TypeVar
 
 from celery import Task, group, shared_task
 from flask import current_app
+from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from rulewatch.celery_app import priority
 from rulewatch.db import transaction
@@ -24,7 +25,7 @@ from rulewatch.services.stability import stability_report
 from rulewatch.services.verification import Job, _do_verify, datasources_for, verify_jobs
 
 # database or broker trouble is retried; a target that is down is a result, never an exception
-INFRA_ERRORS = (OperationalError, DBAPIError, ConnectionError)
+INFRA_ERRORS = (OperationalError, InterfaceError, BrokerError, ConnectionError)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -66,7 +67,8 @@ def verify_batch(items: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     return [{"id": r["id"], "rule_id": r["rule_id"], "status": r["status"]} for r in results]
 
 
-@_task("rulewatch.verify_all_rules")
+# not retried: beat runs it again next tick, and claims make a rerun harmless
+@shared_task(name="rulewatch.verify_all_rules")
 def verify_all_rules(force: bool = False) -> dict[str, int]:
     """Beat tick: claim the due rules and fan their verifications out to the workers."""
     rt = runtime()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,15 @@ def _scheduled_runs(base: str, rule_id: int, at_least: int) -> list[dict[str, An
     body = _get(f"{base}/api/v1/rules/{rule_id}/verifications?limit=20")
     runs = [v for v in body["verifications"] if v["trigger"] == "schedule"]
     return runs if len(runs) >= at_least else None
+
+
+def test_it_stops_every_process_when_its_terminal_hangs_up(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    port = free_port()
+    log = tmp_path / "up.log"
+    up = spawn(["up", "--port", str(port)], {"RULEWATCH_HOME": str(home)}, log)
+    wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz")["status"] == "ok", 60, "web", log)
+    assert len(processes_with_env("RULEWATCH_HOME", str(home))) >= 4
+    up.send_signal(signal.SIGHUP)
+    assert up.wait(40) == 0, log.read_text()[-3000:]
+    wait_for(lambda: processes_with_env("RULEWATCH_HOME", str(home)) == [], 10, "no processes left")

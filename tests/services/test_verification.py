@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -134,3 +137,47 @@ def test_it_computes_stability_equal_to_the_raw_verifications(
     )
     assert report.overall.rate == raw["pass"] / (raw["pass"] + raw["fail"])
     assert all(r.rate == 3 / 5 for r in report.rules)
+
+
+def _in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(fn()))
+    thread.start()
+    return thread, out
+
+
+def test_it_records_nothing_for_a_run_whose_claim_was_taken_while_it_probed(
+    factory: sessionmaker[Session],
+) -> None:
+    with Target() as target:
+        rule_id = _rule(factory, target.url)
+        with transaction(factory) as session:
+            session.execute(update(Rule).values(next_due_at=utcnow() - timedelta(seconds=1)))
+        with transaction(factory) as session:
+            [slow] = claim_due_rules(session, utcnow(), limit=10, ttl_s=1)
+        target.delay_s = 1.0
+        thread, out = _in_thread(
+            lambda: _do_verify(factory, Job(rule_id, slow.verification_id, slow.due), CTX)
+        )
+        time.sleep(0.3)  # the slow run is probing; its claim expires and is taken again
+        with transaction(factory) as session:
+            [again] = claim_due_rules(session, utcnow() + timedelta(seconds=5), 10, ttl_s=60)
+        thread.join()
+        target.delay_s = 0.0
+        fresh = _do_verify(factory, Job(rule_id, again.verification_id, again.due), CTX)
+    assert "superseded while probing" in out[0]["skipped"]
+    assert fresh["status"] == "pass"
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(Verification)) == 1
+
+
+def test_it_skips_a_rule_deleted_while_it_was_probed(factory: sessionmaker[Session]) -> None:
+    with Target() as target:
+        rule_id = _rule(factory, target.url)
+        target.delay_s = 0.8
+        thread, out = _in_thread(lambda: _do_verify(factory, Job(rule_id, str(uuid.uuid4())), CTX))
+        time.sleep(0.3)
+        with transaction(factory) as session:
+            session.delete(session.get(Rule, rule_id))
+        thread.join()
+    assert out and out[0]["skipped"] == "rule deleted while being verified"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +20,8 @@ class ProbeContext:
     datasources: Mapping[str, str] = field(repr=False)
     http_session: aiohttp.ClientSession | None = None
     sql_row_limit: int = 1000
+    # the batch's own pool, sized to its sql rules, so no query waits for a thread
+    sql_executor: Executor | None = None
 
 
 class Probe(Protocol):

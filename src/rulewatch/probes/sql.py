@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -43,9 +44,12 @@ async def probe_sql(target: Mapping[str, Any], ctx: ProbeContext) -> Observation
     if dsn is None:
         return Observation(connected=False, fault=f"unknown data source {name!r}")
     timeout_s = float(target.get("timeout_s", DEFAULT_TIMEOUT_S))
-    return await asyncio.to_thread(
+    run = functools.partial(
         run_read_only, dsn, query, timeout_s=timeout_s, row_limit=ctx.sql_row_limit
     )
+    if ctx.sql_executor is None:
+        return await asyncio.to_thread(run)
+    return await asyncio.get_running_loop().run_in_executor(ctx.sql_executor, run)
 
 
 def run_read_only(dsn: str, query: str, *, timeout_s: float, row_limit: int) -> Observation:

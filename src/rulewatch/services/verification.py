@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -56,6 +57,7 @@ class _Prepared:
     conditions: list[Condition]
     history: list[Any]
     schedule: Schedule
+    fault: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,18 +112,27 @@ def _prepare_all(
 
 
 def _prepared(session: Session, job: Job, rule: Rule) -> _Prepared:
-    conditions = [parse_condition(text) for text in rule.conditions]
+    schedule = Schedule(interval_s=rule.interval_s, cron=rule.cron, timezone=rule.timezone)
+    try:
+        conditions = [parse_condition(text) for text in rule.conditions]
+    except ValueError as exc:  # stored before a stricter parser: an error, not a crash
+        fault = f"stored condition cannot be parsed: {exc}"
+        return _Prepared(job, rule.name, rule.kind, rule.target, [], [], schedule, fault)
     wants_history = any(c.placeholders & HISTORY_PLACEHOLDERS for c in conditions)
     history = _history(session, rule) if wants_history else []
-    schedule = Schedule(interval_s=rule.interval_s, cron=rule.cron, timezone=rule.timezone)
     return _Prepared(job, rule.name, rule.kind, rule.target, conditions, history, schedule)
 
 
 def _claim_is_current(rule: Rule, job: Job) -> bool:
+    return _holds_claim(job, rule.claim_token, rule.next_due_at)
+
+
+def _holds_claim(job: Job, claim_token: str | None, next_due_at: datetime) -> bool:
+    """True when ``job`` is the run the rule's current claim dispatched."""
     return (
-        rule.claim_token is not None
-        and rule.next_due_at == job.due
-        and verification_id_for(rule.claim_token, rule.id) == job.verification_id
+        claim_token is not None
+        and next_due_at == job.due
+        and verification_id_for(claim_token, job.rule_id) == job.verification_id
     )
 
 
@@ -136,17 +147,27 @@ def _history(session: Session, rule: Rule) -> list[Any]:
 
 
 async def _probe_all(items: Sequence[_Prepared], ctx: ProbeContext) -> list[_Probed]:
+    sql_count = sum(1 for item in items if item.kind == "sql")
+    executor = ThreadPoolExecutor(max_workers=min(64, sql_count)) if sql_count else None
     connector = aiohttp.TCPConnector(limit=200, limit_per_host=100)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        shared = replace(ctx, http_session=http)
-        return list(await asyncio.gather(*(_probe_one(item, shared) for item in items)))
+    try:
+        async with aiohttp.ClientSession(connector=connector) as http:
+            shared = replace(ctx, http_session=http, sql_executor=executor)
+            return list(await asyncio.gather(*(_probe_one(item, shared) for item in items)))
+    finally:
+        if executor is not None:  # queries are bounded by their own statement timeout
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 async def _probe_one(item: _Prepared, ctx: ProbeContext) -> _Probed:
     started_at = utcnow()
     t0 = time.perf_counter()
     try:
-        observation = await run_probe(item.kind, item.target, ctx)
+        observation = (
+            Observation(connected=False, fault=item.fault)
+            if item.fault
+            else await run_probe(item.kind, item.target, ctx)
+        )
     except Exception as exc:  # a probe bug is rulewatch's fault, recorded as an error
         observation = Observation(connected=False, fault=f"probe crashed: {exc!r}")
     duration_ms = (time.perf_counter() - t0) * 1000
@@ -169,30 +190,53 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def _record_all(session: Session, probed: Sequence[_Probed]) -> dict[str, dict[str, Any]]:
-    """Insert the verifications, their rollups and the rules' new state in one go."""
-    rule_ids = {item.prepared.job.rule_id for item in probed}
-    alive = set(session.scalars(select(Rule.id).where(Rule.id.in_(rule_ids))))
+    """Insert the verifications, their rollups and the rules' new state in one go.
+
+    The rules are locked first and each scheduled run's claim checked again: a run that
+    outlived its claim, while another dispatch of the same due time ran, records nothing.
+    """
+    claims = _lock_rules(session, {item.prepared.job.rule_id for item in probed})
     results: dict[str, dict[str, Any]] = {}
     recorded: list[tuple[_Probed, Verification]] = []
     for item in probed:
         job = item.prepared.job
-        if job.rule_id not in alive:
+        if job.rule_id not in claims:
             results[job.verification_id] = _skipped(job, "rule deleted while being verified")
-            continue
-        verification = _verification(item)
-        recorded.append((item, verification))
-        results[job.verification_id] = verification_to_dict(verification, item.prepared.name)
-    session.add_all([v for _, v in recorded])
-    session.flush()
-    add_samples(session, [_sample(v) for _, v in recorded])
-    _advance(session, recorded)
+        elif job.due is not None and not _holds_claim(job, *claims[job.rule_id]):
+            reason = "claim superseded while probing: another run records this due time"
+            results[job.verification_id] = _skipped(job, reason)
+        else:
+            verification = _verification(item)
+            recorded.append((item, verification))
+            results[job.verification_id] = verification_to_dict(verification, item.prepared.name)
+    if recorded:
+        session.add_all([v for _, v in recorded])
+        session.flush()
+        add_samples(session, [_sample(v) for _, v in recorded])
+        _advance(session, recorded)
     return results
+
+
+def _lock_rules(session: Session, rule_ids: set[int]) -> dict[int, tuple[str | None, datetime]]:
+    """Claim state of the rules that still exist, locked (in id order) until commit."""
+    query = (
+        select(Rule.id, Rule.claim_token, Rule.next_due_at)
+        .where(Rule.id.in_(rule_ids))
+        .order_by(Rule.id)
+    )
+    if session.get_bind().dialect.name != "sqlite":  # SQLite's first write serialises anyway
+        query = query.with_for_update()
+    return {rid: (token, due) for rid, token, due in session.execute(query)}
 
 
 def _verification(item: _Probed) -> Verification:
     job, obs = item.prepared.job, item.observation
-    outcomes = evaluate_all(item.prepared.conditions, obs)
-    status = judge(outcomes, obs)
+    try:
+        outcomes = evaluate_all(item.prepared.conditions, obs)
+        status = judge(outcomes, obs)
+    except Exception as exc:  # an evaluator bug is recorded as this rule's error, not the batch's
+        outcomes, status = [], "error"
+        obs = replace(obs, fault=f"conditions could not be evaluated: {exc!r}")
     error = None if status == "pass" else obs.fault or obs.failure or _first_reason(outcomes)
     return Verification(
         id=job.verification_id,

@@ -112,6 +112,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_verifications_rule_started", ["rule_id", "started_at"], unique=False
         )
+        batch_op.create_index("ix_verifications_started", ["started_at"], unique=False)
 
     # ### end Alembic commands ###
 
