@@ -26,6 +26,7 @@ from sqlalchemy import create_engine, func, insert, select, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.nginx import start_nginx  # noqa: E402
 from rulewatch import create_app  # noqa: E402
 from rulewatch.config import load_settings  # noqa: E402
 from rulewatch.migrate import upgrade  # noqa: E402
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
            "RULEWATCH_BROKER_URL": BROKER, "RULEWATCH_RESULT_BACKEND": BROKER,
            "RULEWATCH_CHUNK_SIZE": str(args.chunk)}  # fmt: skip
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "bench/target_server.py"), str(port)])]
+    procs = [start_nginx(port)]
     try:
         wait_port(port)
         make_rules(url, args.rules, f"http://127.0.0.1:{port}/health")
@@ -144,7 +145,7 @@ Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_cou
 Python {platform.python_version()}, PostgreSQL {pg}, Redis {redis_version};
 {", ".join(pins)}.
 
-{result["rules"]} http rules against a local aiohttp JSON target, all due at once; one
+{result["rules"]} http rules against Debian's nginx (a static JSON answer), all due at once; one
 `verify_all_rules` claims them and dispatches `verify_batch` chunks of {result["chunk"]};
 {result["workers"]} worker process(es) with prefork concurrency {result["concurrency"]} on
 queues `scheduler,checks`. Timed from the dispatch until every verification is in the

@@ -9,10 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.db import transaction
@@ -27,6 +28,7 @@ from rulewatch.domain.observation import Observation
 from rulewatch.domain.schedule import Schedule, next_due
 from rulewatch.models import Rule, Verification, utcnow
 from rulewatch.probes import ProbeContext, run_probe
+from rulewatch.probes.runner import probe_runner
 from rulewatch.services.rollups import Sample, add_samples
 from rulewatch.services.scheduling import verification_id_for
 
@@ -74,7 +76,7 @@ def verify_jobs(
     """Verify a batch of rules: probes run concurrently, results are written together."""
     with factory() as session:
         ready, results = _prepare_all(session, jobs)
-    probed = asyncio.run(_probe_all(ready, ctx)) if ready else []
+    probed = probe_runner().run(lambda http: _probe_all(ready, ctx, http)) if ready else []
     if probed:
         with transaction(factory) as session:
             results.update(_record_all(session, probed))
@@ -111,10 +113,16 @@ def _prepare_all(
     return ready, skipped
 
 
+@lru_cache(maxsize=65536)
+def _parsed(text: str) -> Condition:
+    """Parsing is pure and rules repeat every interval: parse each condition text once."""
+    return parse_condition(text)
+
+
 def _prepared(session: Session, job: Job, rule: Rule) -> _Prepared:
     schedule = Schedule(interval_s=rule.interval_s, cron=rule.cron, timezone=rule.timezone)
     try:
-        conditions = [parse_condition(text) for text in rule.conditions]
+        conditions = [_parsed(text) for text in rule.conditions]
     except ValueError as exc:  # stored before a stricter parser: an error, not a crash
         fault = f"stored condition cannot be parsed: {exc}"
         return _Prepared(job, rule.name, rule.kind, rule.target, [], [], schedule, fault)
@@ -146,14 +154,14 @@ def _history(session: Session, rule: Rule) -> list[Any]:
     return [m["value"] for m in session.scalars(query) if m.get("value") is not None]
 
 
-async def _probe_all(items: Sequence[_Prepared], ctx: ProbeContext) -> list[_Probed]:
+async def _probe_all(
+    items: Sequence[_Prepared], ctx: ProbeContext, http: aiohttp.ClientSession
+) -> list[_Probed]:
     sql_count = sum(1 for item in items if item.kind == "sql")
     executor = ThreadPoolExecutor(max_workers=min(64, sql_count)) if sql_count else None
-    connector = aiohttp.TCPConnector(limit=200, limit_per_host=100)
+    shared = replace(ctx, http_session=http, sql_executor=executor)
     try:
-        async with aiohttp.ClientSession(connector=connector) as http:
-            shared = replace(ctx, http_session=http, sql_executor=executor)
-            return list(await asyncio.gather(*(_probe_one(item, shared) for item in items)))
+        return list(await asyncio.gather(*(_probe_one(item, shared) for item in items)))
     finally:
         if executor is not None:  # queries are bounded by their own statement timeout
             executor.shutdown(wait=False, cancel_futures=True)
@@ -197,7 +205,7 @@ def _record_all(session: Session, probed: Sequence[_Probed]) -> dict[str, dict[s
     """
     claims = _lock_rules(session, {item.prepared.job.rule_id for item in probed})
     results: dict[str, dict[str, Any]] = {}
-    recorded: list[tuple[_Probed, Verification]] = []
+    recorded: list[tuple[_Probed, dict[str, Any]]] = []
     for item in probed:
         job = item.prepared.job
         if job.rule_id not in claims:
@@ -206,13 +214,12 @@ def _record_all(session: Session, probed: Sequence[_Probed]) -> dict[str, dict[s
             reason = "claim superseded while probing: another run records this due time"
             results[job.verification_id] = _skipped(job, reason)
         else:
-            verification = _verification(item)
-            recorded.append((item, verification))
-            results[job.verification_id] = verification_to_dict(verification, item.prepared.name)
+            row = _verification_row(item)
+            recorded.append((item, row))
+            results[job.verification_id] = verification_to_dict(row, item.prepared.name)
     if recorded:
-        session.add_all([v for _, v in recorded])
-        session.flush()
-        add_samples(session, [_sample(v) for _, v in recorded])
+        session.execute(insert(Verification), [row for _, row in recorded])
+        add_samples(session, [_sample(row) for _, row in recorded])
         _advance(session, recorded)
     return results
 
@@ -229,7 +236,7 @@ def _lock_rules(session: Session, rule_ids: set[int]) -> dict[int, tuple[str | N
     return {rid: (token, due) for rid, token, due in session.execute(query)}
 
 
-def _verification(item: _Probed) -> Verification:
+def _verification_row(item: _Probed) -> dict[str, Any]:
     job, obs = item.prepared.job, item.observation
     try:
         outcomes = evaluate_all(item.prepared.conditions, obs)
@@ -238,24 +245,25 @@ def _verification(item: _Probed) -> Verification:
         outcomes, status = [], "error"
         obs = replace(obs, fault=f"conditions could not be evaluated: {exc!r}")
     error = None if status == "pass" else obs.fault or obs.failure or _first_reason(outcomes)
-    return Verification(
-        id=job.verification_id,
-        rule_id=job.rule_id,
-        scheduled_for=job.due,
-        started_at=item.started_at,
-        duration_ms=round(item.duration_ms, 3),
-        status=status,
-        conditions=[_outcome_dict(o) for o in outcomes],
-        measured=obs.measured(),
-        error=error,
-        trigger=job.trigger,
-    )
+    return {
+        "id": job.verification_id,
+        "rule_id": job.rule_id,
+        "scheduled_for": job.due,
+        "started_at": item.started_at,
+        "duration_ms": round(item.duration_ms, 3),
+        "status": status,
+        "conditions": [_outcome_dict(o) for o in outcomes],
+        "measured": obs.measured(),
+        "error": error,
+        "trigger": job.trigger,
+    }
 
 
-def _advance(session: Session, recorded: Sequence[tuple[_Probed, Verification]]) -> None:
+def _advance(session: Session, recorded: Sequence[tuple[_Probed, dict[str, Any]]]) -> None:
     """Store each rule's last status; scheduled runs also release the claim and move due."""
     table: Table = Rule.__table__  # type: ignore[assignment]
-    status = [{"b_id": v.rule_id, "b_status": v.status, "b_at": v.started_at} for _, v in recorded]
+    status = [{"b_id": v["rule_id"], "b_status": v["status"], "b_at": v["started_at"]}
+              for _, v in recorded]  # fmt: skip
     session.execute(
         update(table)
         .where(table.c.id == bindparam("b_id"))
@@ -264,7 +272,7 @@ def _advance(session: Session, recorded: Sequence[tuple[_Probed, Verification]])
     )
     now = utcnow()
     moves = [
-        {"b_id": v.rule_id, "b_due": item.prepared.job.due,
+        {"b_id": v["rule_id"], "b_due": item.prepared.job.due,
          "b_next": next_due(item.prepared.schedule, item.prepared.job.due, now)}
         for item, v in recorded if item.prepared.job.due is not None
     ]  # fmt: skip
@@ -278,8 +286,8 @@ def _advance(session: Session, recorded: Sequence[tuple[_Probed, Verification]])
         )
 
 
-def _sample(v: Verification) -> Sample:
-    return Sample(v.rule_id, v.started_at, v.status, v.duration_ms)
+def _sample(v: Mapping[str, Any]) -> Sample:
+    return Sample(v["rule_id"], v["started_at"], v["status"], v["duration_ms"])
 
 
 def _outcome_dict(o: ConditionOutcome) -> dict[str, Any]:
@@ -299,21 +307,28 @@ def _skipped(job: Job, reason: str) -> dict[str, Any]:
     return {"id": job.verification_id, "rule_id": job.rule_id, "status": None, "skipped": reason}
 
 
-def verification_to_dict(v: Verification, rule_name: str | None = None) -> dict[str, Any]:
-    """The API and task-result form of a verification."""
+def verification_to_dict(
+    v: Verification | Mapping[str, Any], rule_name: str | None = None
+) -> dict[str, Any]:
+    """The API and task-result form of a verification (a model or an inserted row)."""
+    row = v if isinstance(v, Mapping) else {c: getattr(v, c) for c in _COLUMNS}
+    scheduled = row["scheduled_for"]
     return {
-        "id": v.id,
-        "rule_id": v.rule_id,
+        "id": row["id"],
+        "rule_id": row["rule_id"],
         "rule_name": rule_name,
-        "status": v.status,
-        "trigger": v.trigger,
-        "scheduled_for": v.scheduled_for.isoformat() if v.scheduled_for else None,
-        "started_at": v.started_at.isoformat(),
-        "duration_ms": v.duration_ms,
-        "conditions": v.conditions,
-        "measured": v.measured,
-        "error": v.error,
+        "status": row["status"],
+        "trigger": row["trigger"],
+        "scheduled_for": scheduled.isoformat() if scheduled else None,
+        "started_at": row["started_at"].isoformat(),
+        "duration_ms": row["duration_ms"],
+        "conditions": row["conditions"],
+        "measured": row["measured"],
+        "error": row["error"],
     }
+
+
+_COLUMNS = tuple(c.key for c in Verification.__table__.columns)
 
 
 def datasources_for(session: Session, configured: Mapping[str, str]) -> dict[str, str]:
