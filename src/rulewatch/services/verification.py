@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -95,7 +95,8 @@ def _prepare_all(
     ids = [job.verification_id for job in jobs]
     done = {v.id: v for v in session.scalars(select(Verification).where(Verification.id.in_(ids)))}
     rule_ids = {job.rule_id for job in jobs}
-    rules = {r.id: r for r in session.scalars(select(Rule).where(Rule.id.in_(rule_ids)))}
+    rows = session.execute(select(*_RULE_FIELDS).where(Rule.id.in_(rule_ids)))
+    rules = {row.id: _RuleState(*row) for row in rows}
     ready: list[_Prepared] = []
     skipped: dict[str, dict[str, Any]] = {}
     for job in jobs:
@@ -119,7 +120,26 @@ def _parsed(text: str) -> Condition:
     return parse_condition(text)
 
 
-def _prepared(session: Session, job: Job, rule: Rule) -> _Prepared:
+@dataclass(frozen=True)
+class _RuleState:
+    """The columns of a rule that a verification reads."""
+
+    id: int
+    name: str
+    kind: str
+    target: dict[str, Any]
+    conditions: list[str]
+    interval_s: int | None
+    cron: str | None
+    timezone: str
+    claim_token: str | None
+    next_due_at: datetime
+
+
+_RULE_FIELDS = tuple(getattr(Rule, f.name) for f in fields(_RuleState))
+
+
+def _prepared(session: Session, job: Job, rule: _RuleState) -> _Prepared:
     schedule = Schedule(interval_s=rule.interval_s, cron=rule.cron, timezone=rule.timezone)
     try:
         conditions = [_parsed(text) for text in rule.conditions]
@@ -131,7 +151,7 @@ def _prepared(session: Session, job: Job, rule: Rule) -> _Prepared:
     return _Prepared(job, rule.name, rule.kind, rule.target, conditions, history, schedule)
 
 
-def _claim_is_current(rule: Rule, job: Job) -> bool:
+def _claim_is_current(rule: _RuleState, job: Job) -> bool:
     return _holds_claim(job, rule.claim_token, rule.next_due_at)
 
 
@@ -144,7 +164,7 @@ def _holds_claim(job: Job, claim_token: str | None, next_due_at: datetime) -> bo
     )
 
 
-def _history(session: Session, rule: Rule) -> list[Any]:
+def _history(session: Session, rule: _RuleState) -> list[Any]:
     query = (
         select(Verification.measured)
         .where(Verification.rule_id == rule.id, Verification.status != "error")
@@ -262,28 +282,29 @@ def _verification_row(item: _Probed) -> dict[str, Any]:
 def _advance(session: Session, recorded: Sequence[tuple[_Probed, dict[str, Any]]]) -> None:
     """Store each rule's last status; scheduled runs also release the claim and move due."""
     table: Table = Rule.__table__  # type: ignore[assignment]
-    status = [{"b_id": v["rule_id"], "b_status": v["status"], "b_at": v["started_at"]}
-              for _, v in recorded]  # fmt: skip
-    session.execute(
-        update(table)
-        .where(table.c.id == bindparam("b_id"))
-        .values(last_status=bindparam("b_status"), last_verified_at=bindparam("b_at")),
-        status,
-    )
     now = utcnow()
-    moves = [
-        {"b_id": v["rule_id"], "b_due": item.prepared.job.due,
-         "b_next": next_due(item.prepared.schedule, item.prepared.job.due, now)}
-        for item, v in recorded if item.prepared.job.due is not None
-    ]  # fmt: skip
-    if moves:
-        # only the run that holds the due time moves it: a late duplicate changes nothing
-        session.execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"), table.c.next_due_at == bindparam("b_due"))
-            .values(next_due_at=bindparam("b_next"), claimed_until=None, claim_token=None),
-            moves,
-        )
+    manual, scheduled = [], []
+    for item, row in recorded:
+        values = {"b_id": row["rule_id"], "b_status": row["status"], "b_at": row["started_at"]}
+        due = item.prepared.job.due
+        if due is None:
+            manual.append(values)
+        else:  # the claim was checked under lock in _record_all: this run owns the due time
+            scheduled.append({**values, "b_next": next_due(item.prepared.schedule, due, now)})
+    state: dict[str, Any] = {
+        "last_status": bindparam("b_status"),
+        "last_verified_at": bindparam("b_at"),
+    }
+    by_id = update(table).where(table.c.id == bindparam("b_id"))
+    if manual:
+        session.execute(by_id.values(**state), manual)
+    if scheduled:
+        release: dict[str, Any] = {
+            "next_due_at": bindparam("b_next"),
+            "claimed_until": None,
+            "claim_token": None,
+        }
+        session.execute(by_id.values(**state, **release), scheduled)
 
 
 def _sample(v: Mapping[str, Any]) -> Sample:
