@@ -24,7 +24,7 @@ class Settings:
     broker_url: str
     result_backend: str
     datasources: Mapping[str, str] = field(default_factory=dict)
-    tick_s: float = 5.0
+    tick_s: float = 1.0
     chunk_size: int = 200
     claim_batch: int = 1000
     claim_ttl_s: float = 300.0
@@ -56,7 +56,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         broker_url=env.get("RULEWATCH_BROKER_URL") or "filesystem://",
         result_backend=env.get("RULEWATCH_RESULT_BACKEND") or _default_result_backend(env, home),
         datasources=_datasources(env.get("RULEWATCH_DATASOURCES", "")),
-        tick_s=_number(env, "RULEWATCH_TICK_S", 5.0, minimum=0.5),
+        tick_s=_number(env, "RULEWATCH_TICK_S", 1.0, minimum=0.2),
         chunk_size=int(_number(env, "RULEWATCH_CHUNK_SIZE", 200, minimum=1)),
         claim_batch=int(_number(env, "RULEWATCH_CLAIM_BATCH", 1000, minimum=1)),
         claim_ttl_s=_number(env, "RULEWATCH_CLAIM_TTL_S", 300.0, minimum=1),

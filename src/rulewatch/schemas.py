@@ -57,8 +57,9 @@ class RuleSpec(_Strict):
         list[Annotated[str, StringConstraints(max_length=1000)]], Field(min_length=1)
     ]
     interval_s: int | None = None
-    cron: str | None = None
-    timezone: str = "UTC"
+    # the lengths of the columns that store them
+    cron: Annotated[str, StringConstraints(max_length=120)] | None = None
+    timezone: Annotated[str, StringConstraints(max_length=64)] = "UTC"
     enabled: bool = True
     tags: list[Tag] = Field(default_factory=list)
     stability_target: Annotated[float, Field(gt=0, le=1)] = 0.99
@@ -102,22 +103,43 @@ def validate_rule(data: Mapping[str, Any]) -> RuleSpec:
     """Validate raw rule data; raise RuleInvalid naming every bad field."""
     if not isinstance(data, Mapping):
         raise RuleInvalid([FieldError("(rule)", "a rule must be an object of fields")])
+    raw = dict(data)
     try:
-        spec = RuleSpec.model_validate(dict(data))
+        spec = RuleSpec.model_validate(raw)
     except ValidationError as exc:
-        raise RuleInvalid(_pydantic_errors(exc)) from None
-    errors = _target_errors(spec) + _condition_errors(spec) + _schedule_errors(spec)
+        base = _pydantic_errors(exc)
+        raise RuleInvalid(base + _part_errors(raw, {e.field for e in base})) from None
+    errors = _part_errors(dict(spec), set())
     if errors:
         raise RuleInvalid(errors)
+    spec.target = TARGETS[spec.kind].model_validate(spec.target).model_dump()
     return spec
 
 
-def _target_errors(spec: RuleSpec) -> list[FieldError]:
+def _part_errors(values: dict[str, Any], failed: set[str]) -> list[FieldError]:
+    """Check target, conditions and schedule, each where the fields it rests on are sound.
+
+    ``failed`` names the fields the base model already reported, so that a rule with a bad
+    name still has its url, conditions and schedule checked, and nothing is reported twice.
+    """
+    kind = values.get("kind") if "kind" not in failed else None
+    errors: list[FieldError] = []
+    if kind in TARGETS and "target" not in failed and isinstance(values.get("target"), dict):
+        errors += _target_errors(kind, values["target"])
+    if kind in TARGETS and "conditions" not in failed:
+        errors += _condition_errors(kind, values.get("conditions"), failed)
+    if not failed & {"interval_s", "cron", "timezone"}:
+        errors += _schedule_errors(
+            values.get("interval_s"), values.get("cron"), values.get("timezone", "UTC")
+        )
+    return errors
+
+
+def _target_errors(kind: str, raw: dict[str, Any]) -> list[FieldError]:
     try:
-        target = TARGETS[spec.kind].model_validate(spec.target)
+        target = TARGETS[kind].model_validate(raw)
     except ValidationError as exc:
         return _pydantic_errors(exc, prefix="target")
-    spec.target = target.model_dump()
     if isinstance(target, SqlTarget):
         try:
             validate_select(target.query)
@@ -126,23 +148,35 @@ def _target_errors(spec: RuleSpec) -> list[FieldError]:
     return []
 
 
-def _condition_errors(spec: RuleSpec) -> list[FieldError]:
+def _condition_errors(kind: str, conditions: Any, failed: set[str]) -> list[FieldError]:
+    if not isinstance(conditions, list):
+        return []
     errors = []
-    for i, text in enumerate(spec.conditions):
+    for i, text in enumerate(conditions):
+        if not isinstance(text, str) or f"conditions[{i}]" in failed:
+            continue
         try:
-            parse_condition(text, spec.kind)
+            parse_condition(text, kind)
         except ConditionSyntaxError as exc:
             errors.append(FieldError(f"conditions[{i}]", str(exc), exc.position))
     return errors
 
 
-def _schedule_errors(spec: RuleSpec) -> list[FieldError]:
-    if (spec.interval_s is None) == (spec.cron is None):
+def _schedule_errors(interval_s: Any, cron: Any, timezone: Any) -> list[FieldError]:
+    # raw values of the right types only: the base model reports the others
+    if not (
+        isinstance(interval_s, int | None)
+        and not isinstance(interval_s, bool)
+        and isinstance(cron, str | None)
+        and isinstance(timezone, str)
+    ):
+        return []
+    if (interval_s is None) == (cron is None):
         return [FieldError("interval_s", "give exactly one of interval_s or cron")]
     try:
-        spec.schedule.validate()
+        Schedule(interval_s=interval_s, cron=cron, timezone=timezone).validate()
     except ScheduleError as exc:
-        return [FieldError("cron" if spec.cron else "interval_s", str(exc))]
+        return [FieldError("interval_s" if cron is None else "cron", str(exc))]
     return []
 
 

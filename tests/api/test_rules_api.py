@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask import Flask
 
 from tests.targets import http_rule
@@ -59,7 +60,64 @@ def test_it_names_each_bad_field(app: Flask) -> None:
     rule = http_rule("ftp://example", interval_s=0, stability_target=2, colour="red")
     response = _create(app, rule)
     fields = {e["field"] for e in response.get_json()["error"]["errors"]}
-    assert {"stability_target", "colour"} <= fields
+    assert {"stability_target", "colour", "target.url", "interval_s"} <= fields
+
+
+def test_it_reports_condition_and_schedule_errors_with_a_bad_base_field(app: Flask) -> None:
+    rule = http_rule("http://127.0.0.1:8080/a", name="", interval_s=None, cron="61 * * * *")
+    rule["conditions"] = ["[STATUS] == 200", "[STATUS] =="]
+    response = _create(app, rule)
+    fields = [e["field"] for e in response.get_json()["error"]["errors"]]
+    assert fields == ["name", "conditions[1]", "cron"]
+
+
+def test_it_checks_only_the_parts_whose_own_fields_are_sound(app: Flask) -> None:
+    rule = http_rule("ftp://x", kind="smtp", interval_s="often")
+    rule["conditions"] = [7, "[STATUS] =="]
+    response = _create(app, rule)
+    fields = [e["field"] for e in response.get_json()["error"]["errors"]]
+    assert sorted(fields) == ["conditions[0]", "interval_s", "kind"]
+
+
+# valid but longer than the columns (cron 120, timezone 64), so only the length can stop them
+LONG_CRON = ",".join(str(m) for m in range(60)) + " * * * *"
+LONG_ZONE = "America/Argentina/Buenos_Aires/" + "x" * 40
+
+
+@pytest.mark.parametrize(("field", "value"), [("cron", LONG_CRON), ("timezone", LONG_ZONE)])
+def test_it_rejects_a_schedule_field_longer_than_its_column(
+    app: Flask, field: str, value: str
+) -> None:
+    rule = http_rule("http://127.0.0.1:8080/a", interval_s=None, cron="* * * * *")
+    rule[field] = value
+    response = _create(app, rule)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.get_json()["error"]["errors"]] == [field]
+
+
+def test_it_switches_an_interval_rule_to_cron_by_patching_cron_alone(app: Flask) -> None:
+    rule_id = _create(app, http_rule("http://127.0.0.1:8080/a")).get_json()["id"]
+    response = app.test_client().patch(f"/api/v1/rules/{rule_id}", json={"cron": "*/5 * * * *"})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert (body["interval_s"], body["cron"]) == (None, "*/5 * * * *")
+
+
+def test_it_switches_a_cron_rule_to_an_interval_by_patching_interval_s_alone(app: Flask) -> None:
+    rule = http_rule("http://127.0.0.1:8080/a", interval_s=None, cron="0 3 * * *")
+    rule_id = _create(app, rule).get_json()["id"]
+    response = app.test_client().patch(f"/api/v1/rules/{rule_id}", json={"interval_s": 300})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert (body["interval_s"], body["cron"]) == (300, None)
+
+
+def test_it_still_refuses_a_patch_that_sets_both_interval_and_cron(app: Flask) -> None:
+    rule_id = _create(app, http_rule("http://127.0.0.1:8080/a")).get_json()["id"]
+    patch = {"interval_s": 30, "cron": "* * * * *"}
+    response = app.test_client().patch(f"/api/v1/rules/{rule_id}", json=patch)
+    assert response.status_code == 422
+    assert "exactly one" in response.get_json()["error"]["message"]
 
 
 def test_it_rejects_a_body_that_is_not_an_object(app: Flask) -> None:

@@ -161,10 +161,11 @@ def test_it_summarizes_no_rules_as_no_data() -> None:
         ("30d", 30 * DAY),
         ("90d", 90 * DAY),
         ("365d", 365 * DAY),
-        ("15m", timedelta(minutes=15)),
+        ("60m", HOUR),
+        ("90m", timedelta(minutes=90)),
         ("2w", 14 * DAY),
-        ("1m", timedelta(minutes=1)),
         ("400d", 400 * DAY),
+        ("0007d", 7 * DAY),
         (" 7d ", 7 * DAY),
     ],
 )
@@ -172,7 +173,10 @@ def test_it_reads_a_number_and_a_unit_as_a_window(text: str, expected: timedelta
     assert parse_window(text) == expected
 
 
-@pytest.mark.parametrize("text", ["7x", "", "d", "7", "7 d", "-7d", "1.5h", "7D", "1M", "7dd"])
+@pytest.mark.parametrize(
+    "text",
+    ["7x", "", "d", "7", "7 d", "-7d", "1.5h", "7D", "1M", "7dd", "\u0667d", "\uff17d", "²h"],
+)
 def test_it_explains_a_window_it_does_not_understand(text: str) -> None:
     with pytest.raises(ValueError, match="not understood: use a number and a unit"):
         parse_window(text)
@@ -183,9 +187,17 @@ def test_it_quotes_the_window_it_could_not_read() -> None:
         parse_window("7x")
 
 
-@pytest.mark.parametrize("text", ["0m", "0d", "401d", "58w", "9601h"])
-def test_it_refuses_windows_shorter_than_a_minute_or_longer_than_400_days(text: str) -> None:
-    with pytest.raises(ValueError, match="out of range: use between 1m and 400d"):
+@pytest.mark.parametrize(
+    "text", ["0m", "0h", "0d", "401d", "58w", "9601h", "99999999999999d", "9" * 5000 + "w"]
+)
+def test_it_refuses_windows_shorter_than_an_hour_or_longer_than_400_days(text: str) -> None:
+    with pytest.raises(ValueError, match="out of range: use between 1h and 400d"):
+        parse_window(text)
+
+
+@pytest.mark.parametrize("text", ["1m", "15m", "59m"])
+def test_it_says_the_smallest_window_is_one_hour(text: str) -> None:
+    with pytest.raises(ValueError, match=r"rollups are hourly, so the smallest window is 1h"):
         parse_window(text)
 
 

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-MIN_WINDOW = timedelta(minutes=1)
+# Rollups are hourly: a shorter window would still read (and report) whole hours.
+MIN_WINDOW = HOUR
 MAX_WINDOW = timedelta(days=400)
 
-_WINDOW_RE = re.compile(r"(\d+)([mhdw])")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# [0-9], not \d: int() reads other scripts' digits, which no one means in a URL.
+_WINDOW_RE = re.compile(r"([0-9]+)([mhdw])")
+_UNIT_S = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 @dataclass(frozen=True)
@@ -108,16 +110,21 @@ def summarize(items: Sequence[RuleStability]) -> StabilitySummary:
 
 
 def parse_window(text: str) -> timedelta:
-    """Read a window like "15m", "24h", "7d" or "2w" (1 minute to 400 days)."""
+    """Read a window like "90m", "24h", "7d" or "2w" (1 hour to 400 days)."""
     match = _WINDOW_RE.fullmatch(text.strip())
     if match is None:
         raise ValueError(
             f"window {text!r} not understood: use a number and a unit "
             "(m, h, d or w), like 24h or 7d"
         )
-    window = timedelta(**{_UNITS[match[2]]: int(match[1])})
-    if not MIN_WINDOW <= window <= MAX_WINDOW:
-        raise ValueError(f"window {text!r} is out of range: use between 1m and 400d")
+    digits = match[1].lstrip("0") or "0"
+    # Six digits pass 400d in any unit, and keep int() and timedelta() clear of their limits.
+    window = timedelta(seconds=int(digits) * _UNIT_S[match[2]]) if len(digits) <= 6 else None
+    if window is None or not MIN_WINDOW <= window <= MAX_WINDOW:
+        raise ValueError(
+            f"window {text!r} is out of range: use between 1h and 400d "
+            "(rollups are hourly, so the smallest window is 1h)"
+        )
     return window
 
 

@@ -13,6 +13,9 @@ from rulewatch.domain.schedule import first_due
 from rulewatch.models import Rule, RuleTag
 from rulewatch.schemas import FieldError, RuleInvalid, RuleSpec, validate_rule
 
+# rules.id is a 32-bit INTEGER: PostgreSQL and SQLite fail on a larger id instead of finding none
+MAX_RULE_ID = 2**31 - 1
+SCHEDULE_FIELDS = ("interval_s", "cron")
 SPEC_FIELDS = (
     "name", "kind", "target", "conditions", "interval_s", "cron", "timezone", "enabled",
     "stability_target",
@@ -57,8 +60,7 @@ def create_rule(session: Session, data: Mapping[str, Any], now: datetime) -> Rul
 
 def update_rule(session: Session, rule: Rule, changes: Mapping[str, Any], now: datetime) -> Rule:
     """Apply a partial change; the whole resulting rule is validated before anything is stored."""
-    merged = {**spec_of(rule), **changes}
-    spec = validate_rule(merged)
+    spec = validate_rule({**spec_of(rule), **_switch_schedule(changes)})
     _ensure_name_free(session, spec.name, rule.id)
     schedule_changed = (rule.interval_s, rule.cron, rule.timezone) != (
         spec.interval_s, spec.cron, spec.timezone,
@@ -67,20 +69,40 @@ def update_rule(session: Session, rule: Rule, changes: Mapping[str, Any], now: d
     rule.updated_at = now
     if schedule_changed:
         rule.next_due_at = first_due(spec.schedule, rule.id, now)
+        # a claim holds the rule until it expires; the new schedule must not wait for that
+        rule.claimed_until = rule.claim_token = None
     return rule
+
+
+def _switch_schedule(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A change that sets only one of interval_s and cron also clears the other."""
+    out = dict(changes)
+    given = [f for f in SCHEDULE_FIELDS if out.get(f) is not None]
+    if len(given) == 1:
+        other = next(f for f in SCHEDULE_FIELDS if f != given[0])
+        out.setdefault(other, None)
+    return out
 
 
 def get_rule(session: Session, key: int | str) -> Rule:
     """A rule by id, or by name when ``key`` is not a number."""
-    if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
-        rule = session.get(Rule, int(key))
-        if rule is None and isinstance(key, str):
-            rule = session.scalar(select(Rule).where(Rule.name == key))
-    else:
+    rule_id = _as_rule_id(key)
+    rule = session.get(Rule, rule_id) if rule_id is not None else None
+    if rule is None and isinstance(key, str):
         rule = session.scalar(select(Rule).where(Rule.name == key))
     if rule is None:
         raise RuleNotFound(f"no rule with id or name {key!r}")
     return rule
+
+
+def _as_rule_id(key: int | str) -> int | None:
+    """``key`` as an id that can exist, or None: ASCII digits only, within the id column."""
+    if isinstance(key, str):
+        digits = key.lstrip("0") or "0"
+        if not (key.isascii() and key.isdecimal() and len(digits) <= 10):
+            return None
+        key = int(digits)
+    return key if 1 <= key <= MAX_RULE_ID else None
 
 
 def list_rules(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from typing import Any
 from celery.result import AsyncResult
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
@@ -31,6 +33,12 @@ from rulewatch.services.verification import verification_to_dict
 from rulewatch.tasks import time_limits, verify, verify_all_rules
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
+API_PATHS = "/api/"
+# Redis redelivers a message unacknowledged for its visibility timeout (3600 s), and a
+# delayed message counts as unacknowledged from the start: longer waits would run twice.
+MAX_COUNTDOWN_S = 3300
+# plain ASCII digits, few enough for int() to read them at once
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
 class ApiError(Exception):
@@ -61,10 +69,18 @@ def _not_found(exc: RuleNotFound) -> tuple[Response, int]:
     return _api_error(ApiError(404, "not_found", str(exc)))
 
 
-@api.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> tuple[Response, int]:
+@api.app_errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Response | HTTPException:
+    """JSON for every HTTP error under /api/, routing's 404 and 405 included; HTML elsewhere."""
+    if not request.path.startswith(API_PATHS):
+        return exc
     code = (exc.name or "error").lower().replace(" ", "_")
-    return _api_error(ApiError(exc.code or 500, code, exc.description or code))
+    response, status = _api_error(ApiError(exc.code or 500, code, exc.description or code))
+    response.status_code = status
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":  # keeps Allow on a 405, Retry-After on a 429...
+            response.headers[name] = value
+    return response
 
 
 def _rt() -> Runtime:
@@ -76,6 +92,17 @@ def _rt() -> Runtime:
 def _write() -> Iterator[Session]:
     with transaction(_rt().factory) as session:
         yield session
+
+
+@contextmanager
+def _write_rule() -> Iterator[Session]:
+    """A write whose unique-name clash, lost to a concurrent request, answers 422 on name."""
+    try:
+        with _write() as session:
+            yield session
+    except IntegrityError:
+        message = "another rule took this name while this one was saved: choose another name"
+        raise RuleInvalid([FieldError("name", message)]) from None
 
 
 def _json_body(required: bool = True) -> dict[str, Any]:
@@ -91,7 +118,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not _WHOLE_NUMBER.fullmatch(raw) or not low <= int(raw) <= high:
         raise ApiError(
             400, "bad_parameter", f"{name} must be a whole number from {low} to {high}",
             [FieldError(name, f"got {raw!r}")],
@@ -102,7 +129,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 @api.post("/rules")
 def post_rule() -> tuple[Response, int]:
     """Create a rule."""
-    with _write() as session:
+    with _write_rule() as session:
         rule = create_rule(session, _json_body(), utcnow())
         return jsonify(rule_to_dict(rule)), 201
 
@@ -129,7 +156,7 @@ def get_one(rule_id: int) -> Response:
 @api.patch("/rules/<int:rule_id>")
 def patch_rule(rule_id: int) -> Response:
     """Change some fields of a rule; the result is validated as a whole."""
-    with _write() as session:
+    with _write_rule() as session:
         rule = update_rule(session, get_rule(session, rule_id), _json_body(), utcnow())
         return jsonify(rule_to_dict(rule))
 
@@ -145,25 +172,32 @@ def delete_rule(rule_id: int) -> tuple[str, int]:
 @api.post("/rules/<int:rule_id>/verify")
 def verify_now(rule_id: int) -> tuple[Response, int]:
     """Queue a manual verification on the interactive queue, now or after ``countdown_s``."""
-    body = _json_body(required=False)
-    countdown = body.get("countdown_s", 0)
-    if (
-        not isinstance(countdown, int | float)
-        or isinstance(countdown, bool)
-        or not 0 <= countdown <= 86400
-    ):
-        message = "countdown_s must be a number of seconds from 0 to 86400"
-        raise ApiError(400, "bad_parameter", message, [FieldError("countdown_s", repr(countdown))])
+    countdown = _countdown_s(_json_body(required=False))
     with _rt().factory() as session:
         rule = get_rule(session, rule_id)
         timeout = float(rule.target.get("timeout_s", 10))
     task_id = str(uuid.uuid4())
     verify.apply_async(
-        args=(rule_id, task_id), task_id=task_id, queue="interactive", countdown=float(countdown),
+        args=(rule_id, task_id), task_id=task_id, queue="interactive", countdown=countdown,
         priority=priority(_rt().settings, urgent=True),
         **time_limits(timeout),
     )  # fmt: skip
     return jsonify(task_id=task_id, verification_id=task_id), 202
+
+
+def _countdown_s(body: dict[str, Any]) -> float:
+    countdown = body.get("countdown_s", 0)
+    if (
+        isinstance(countdown, int | float)
+        and not isinstance(countdown, bool)
+        and 0 <= countdown <= MAX_COUNTDOWN_S
+    ):
+        return float(countdown)
+    message = (
+        f"countdown_s must be a number of seconds from 0 to {MAX_COUNTDOWN_S}: Redis redelivers "
+        "a message still waiting after its 3600 s visibility timeout, so it would run twice"
+    )
+    raise ApiError(400, "bad_parameter", message, [FieldError("countdown_s", f"got {countdown!r}")])
 
 
 @api.post("/verify-all")

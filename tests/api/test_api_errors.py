@@ -1,0 +1,112 @@
+"""API errors are JSON with a code and a message, whatever went wrong and wherever."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from rulewatch.db import transaction
+from rulewatch.models import Rule
+from tests.targets import http_rule
+
+HUGE_IDS = [str(2**31), "99999999999999999999"]
+
+
+def _create(app: Flask, data: dict[str, Any]) -> Any:
+    return app.test_client().post("/api/v1/rules", json=data)
+
+
+@pytest.mark.parametrize("raw", ["²", "\uff11", "1e3", "-1", " 5", "9" * 5000])
+def test_it_rejects_a_limit_that_is_not_plain_ascii_digits(app: Flask, raw: str) -> None:
+    response = app.test_client().get("/api/v1/rules", query_string={"limit": raw})
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "bad_parameter"
+    assert error["errors"][0]["field"] == "limit"
+
+
+def test_it_rejects_an_offset_in_superscript_digits(app: Flask) -> None:
+    response = app.test_client().get("/api/v1/rules?offset=³")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["errors"][0]["field"] == "offset"
+
+
+@pytest.mark.parametrize("rule_id", HUGE_IDS, ids=["2**31", "20 digits"])
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [("get", ""), ("patch", ""), ("delete", ""), ("post", "/verify"), ("get", "/verifications")],
+)
+def test_it_answers_not_found_for_an_id_beyond_the_id_column(
+    app: Flask, rule_id: str, method: str, suffix: str
+) -> None:
+    send = getattr(app.test_client(), method)
+    response = send(f"/api/v1/rules/{rule_id}{suffix}", json={})
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_it_answers_an_id_too_long_for_the_router_with_json(app: Flask) -> None:
+    response = app.test_client().get(f"/api/v1/rules/{'9' * 5000}")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_it_answers_an_unknown_api_path_with_json(app: Flask) -> None:
+    response = app.test_client().get("/api/v1/no-such-thing")
+    assert response.status_code == 404
+    assert response.is_json
+    error = response.get_json()["error"]
+    assert error["code"] == "not_found"
+    assert error["message"]
+
+
+def test_it_answers_a_wrong_method_on_an_api_path_with_json_and_allow(app: Flask) -> None:
+    response = app.test_client().put("/api/v1/rules")
+    assert response.status_code == 405
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
+    assert {"GET", "POST"} <= set(response.allow)
+
+
+def test_it_answers_a_rule_id_that_is_not_a_number_with_json(app: Flask) -> None:
+    response = app.test_client().get("/api/v1/rules/abc")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_it_leaves_errors_outside_the_api_to_flask(app: Flask) -> None:
+    response = app.test_client().get("/no-such-page")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+
+
+def _skip_name_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    # stands for a concurrent request that stored the name after this one checked it
+    monkeypatch.setattr("rulewatch.services.rules._ensure_name_free", lambda *args: None)
+
+
+def test_it_answers_a_name_taken_by_a_concurrent_create_as_invalid(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _create(app, http_rule("http://127.0.0.1:8080/a")).status_code == 201
+    _skip_name_check(monkeypatch)
+    response = _create(app, http_rule("http://127.0.0.1:8080/b"))
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_rule"
+    assert [e["field"] for e in error["errors"]] == ["name"]
+    assert app.test_client().get("/api/v1/rules").get_json()["total"] == 1
+
+
+def test_it_answers_a_name_taken_by_a_concurrent_rename_as_invalid(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _create(app, http_rule("http://127.0.0.1:8080/a", name="first"))
+    second = _create(app, http_rule("http://127.0.0.1:8080/b", name="second")).get_json()["id"]
+    _skip_name_check(monkeypatch)
+    response = app.test_client().patch(f"/api/v1/rules/{second}", json={"name": "first"})
+    assert response.status_code == 422
+    assert response.get_json()["error"]["errors"][0]["field"] == "name"
+    with transaction(app.extensions["rulewatch"].factory) as session:
+        assert session.get(Rule, second).name == "second"  # type: ignore[union-attr]

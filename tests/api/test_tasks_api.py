@@ -1,0 +1,55 @@
+"""Task endpoints queue work on the broker and report task states (memory broker, no worker)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from tests.targets import http_rule
+
+
+def _rule_id(app: Flask) -> int:
+    response = app.test_client().post("/api/v1/rules", json=http_rule("http://127.0.0.1:9/a"))
+    rule_id: int = response.get_json()["id"]
+    return rule_id
+
+
+def test_it_queues_a_manual_verification_and_returns_its_task_id(app: Flask) -> None:
+    response = app.test_client().post(f"/api/v1/rules/{_rule_id(app)}/verify")
+    assert response.status_code == 202
+    body = response.get_json()
+    assert uuid.UUID(body["task_id"])
+    assert body["verification_id"] == body["task_id"]
+
+
+def test_it_queues_a_manual_verification_after_a_countdown(app: Flask) -> None:
+    url = f"/api/v1/rules/{_rule_id(app)}/verify"
+    assert app.test_client().post(url, json={"countdown_s": 3300}).status_code == 202
+    assert app.test_client().post(url, json={"countdown_s": 1.5}).status_code == 202
+
+
+@pytest.mark.parametrize("countdown", [-1, True, "10", 3301, 86400, None, [5]])
+def test_it_rejects_a_countdown_that_is_not_0_to_3300_seconds(app: Flask, countdown: Any) -> None:
+    url = f"/api/v1/rules/{_rule_id(app)}/verify"
+    response = app.test_client().post(url, json={"countdown_s": countdown})
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "bad_parameter"
+    assert "from 0 to 3300" in error["message"]
+    assert error["errors"][0]["field"] == "countdown_s"
+
+
+def test_it_queues_a_verification_of_every_rule(app: Flask) -> None:
+    response = app.test_client().post("/api/v1/verify-all")
+    assert response.status_code == 202
+    assert response.get_json()["task_id"]
+
+
+def test_it_reports_an_unknown_task_as_pending(app: Flask) -> None:
+    task_id = str(uuid.uuid4())
+    response = app.test_client().get(f"/api/v1/tasks/{task_id}")
+    assert response.status_code == 200
+    assert response.get_json() == {"task_id": task_id, "state": "PENDING", "result": None}
