@@ -1,9 +1,9 @@
 """End-to-end verifications per second on Redis + PostgreSQL, beside the bare Celery rate.
 
 Usage: python bench/throughput.py [--rules N] [--noop M] [--workers W] [--concurrency C]
-Starts a local HTTP target, W worker processes, creates N due http rules in a fresh
+Starts Debian's nginx as the target, W worker processes, creates N due http rules in a fresh
 PostgreSQL database, runs one verify_all_rules and times until all N are recorded; then times
-M no-op `rulewatch.ping` tasks on the same broker. Writes docs/performance.md.
+M no-op `rulewatch.ping` tasks on the same broker.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 
 import redis
 from celery import group
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import create_engine, func, insert, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -124,56 +123,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def write_doc(result: dict[str, Any]) -> None:
-    from importlib.metadata import version
-
-    names = ("celery", "kombu", "sqlalchemy", "aiohttp", "redis", "psycopg")
-    pins = [f"{name} {version(name)}" for name in names]
-    engine = create_engine(PG_ADMIN)
-    with engine.connect() as conn:
-        pg = conn.scalar(text("SHOW server_version"))
-    engine.dispose()
-    redis_version = redis.Redis.from_url(BROKER).info()["redis_version"]
-    doc = ROOT / "docs/performance.md"
-    doc.write_text(f"""# Performance
-
-Figures written by `make bench` (`bench/throughput.py`); rerun it to refresh them.
-
-## Throughput baseline (issue #2)
-
-Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores,
-Python {platform.python_version()}, PostgreSQL {pg}, Redis {redis_version};
-{", ".join(pins)}.
-
-{result["rules"]} http rules against Debian's nginx (a static JSON answer), all due at once; one
-`verify_all_rules` claims them and dispatches `verify_batch` chunks of {result["chunk"]};
-{result["workers"]} worker process(es) with prefork concurrency {result["concurrency"]} on
-queues `scheduler,checks`. Timed from the dispatch until every verification is in the
-database (verification, hourly and daily rollups, rule state).
-
-| measure | figure |
-| --- | --- |
-| end-to-end verifications per second | {result["verifications_per_s"]} |
-| bare Celery no-op tasks per second (same broker and workers, results on) | \
-{result["noop_tasks_per_s"]} |
-| ratio | {result["ratio"]} |
-
-```json
-{json.dumps(result, indent=2)}
-```
-""")
+def parser() -> argparse.ArgumentParser:
+    """Command-line options, also used by bench/run_all.py for the defaults."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rules", type=int, default=6000)
+    p.add_argument("--noop", type=int, default=3000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--chunk", type=int, default=200)
+    return p
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rules", type=int, default=2000)
-    parser.add_argument("--noop", type=int, default=2000)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--chunk", type=int, default=50)
-    result = run(parser.parse_args())
-    print(json.dumps(result, indent=2))
-    write_doc(result)
+    print(json.dumps(run(parser().parse_args()), indent=2))
 
 
 if __name__ == "__main__":

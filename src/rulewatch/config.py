@@ -29,10 +29,11 @@ class Settings:
     claim_batch: int = 1000
     claim_ttl_s: float = 300.0
     retention_days: int = 14
-    keep_per_rule: int = 1000
+    keep_per_rule: int = 500
     hourly_retention_days: int = 90
     daily_retention_days: int = 730
     sql_row_limit: int = 1000
+    report_cache_s: float = 30.0
     base_url: str = "http://127.0.0.1:5000"
 
     @property
@@ -63,7 +64,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retention_days=int(_number(env, "RULEWATCH_RETENTION_DAYS", 14, minimum=1)),
         hourly_retention_days=int(_number(env, "RULEWATCH_HOURLY_RETENTION_DAYS", 90, minimum=31)),
         daily_retention_days=int(_number(env, "RULEWATCH_DAILY_RETENTION_DAYS", 730, minimum=366)),
-        keep_per_rule=int(_number(env, "RULEWATCH_KEEP_PER_RULE", 1000, minimum=10)),
+        keep_per_rule=int(_number(env, "RULEWATCH_KEEP_PER_RULE", 500, minimum=10)),
+        report_cache_s=_number(env, "RULEWATCH_REPORT_CACHE_S", 30.0, minimum=0),
         sql_row_limit=int(_number(env, "RULEWATCH_SQL_ROW_LIMIT", 1000, minimum=1)),
         base_url=env.get("RULEWATCH_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
     )

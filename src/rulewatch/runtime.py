@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.config import Settings
 from rulewatch.db import make_engine, make_session_factory
+from rulewatch.services.stability import ReportCache
 
 
 @dataclass
@@ -20,6 +21,10 @@ class Runtime:
     _engine: Engine | None = field(default=None, repr=False)
     _factory: sessionmaker[Session] | None = field(default=None, repr=False)
     _pid: int = field(default=0, repr=False)
+    reports: ReportCache = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.reports = ReportCache(self.settings.report_cache_s)
 
     @property
     def engine(self) -> Engine:

@@ -6,7 +6,7 @@ from functools import cache
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from rulewatch.services.stability import StabilityReport
+from rulewatch.services.stability import StabilityReport, worst_first_key
 
 
 @cache
@@ -20,8 +20,6 @@ def report_environment() -> Environment:
 
 def render_stability_html(report: StabilityReport, worst_first: bool = True) -> str:
     """Render the stability report as a standalone HTML document."""
-    rules = report.rules
-    if worst_first:
-        rules = sorted(rules, key=lambda r: (r.rate is None, r.rate if r.rate is not None else 0))
+    rules = sorted(report.rules, key=worst_first_key) if worst_first else report.rules
     template = report_environment().get_template("stability_report.html")
     return template.render(report=report, rules=rules)

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from rulewatch.celery_app import priority
 from rulewatch.db import transaction
+from rulewatch.domain.stability import parse_window
 from rulewatch.models import Verification, utcnow
 from rulewatch.runtime import Runtime
 from rulewatch.schemas import FieldError, RuleInvalid
@@ -28,7 +29,7 @@ from rulewatch.services.rules import (
     rule_to_dict,
     update_rule,
 )
-from rulewatch.services.stability import report_to_dict, stability_report
+from rulewatch.services.stability import StabilityReport, report_to_dict, stability_report
 from rulewatch.services.verification import verification_to_dict
 from rulewatch.tasks import time_limits, verify, verify_all_rules
 
@@ -237,13 +238,23 @@ def verifications(rule_id: int) -> Response:
 
 @api.get("/stability")
 def stability() -> Response:
-    """Stability rates over a window, per rule and overall."""
-    window = request.args.get("window", "24h")
-    with _rt().factory() as session:
-        try:
-            report = stability_report(session, window, utcnow(), request.args.get("tag"))
-        except ValueError as exc:
-            raise ApiError(
-                400, "bad_parameter", str(exc), [FieldError("window", str(exc))]
-            ) from None
-        return jsonify(report_to_dict(report))
+    """Stability rates over a window: overall, and a page of rules (by name or worst first)."""
+    window, tag = request.args.get("window", "24h"), request.args.get("tag")
+    limit = _int_arg("limit", 100, 1, 10000)
+    offset = _int_arg("offset", 0, 0, 10**9)
+    order = request.args.get("order", "name")
+    if order not in ("name", "worst"):
+        raise ApiError(400, "bad_parameter", "order must be name or worst",
+                       [FieldError("order", f"got {order!r}")])  # fmt: skip
+    rt = _rt()
+    try:
+        parse_window(window)
+    except ValueError as exc:
+        raise ApiError(400, "bad_parameter", str(exc), [FieldError("window", str(exc))]) from None
+
+    def compute() -> StabilityReport:
+        with rt.factory() as session:
+            return stability_report(session, window, utcnow(), tag)
+
+    report = rt.reports.get((window, tag), utcnow(), compute)
+    return jsonify(report_to_dict(report, limit, offset, worst_first=order == "worst"))

@@ -1,0 +1,129 @@
+"""`make bench`: every benchmark in one run, figures printed and written to docs/performance.md.
+
+Usage: python bench/run_all.py [--quick]   (--quick: small sizes, for trying the harness)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench import api_bench, report_bench, scale, throughput  # noqa: E402
+from rulewatch.config import load_settings  # noqa: E402
+
+QUICK = {
+    "throughput": ["--rules", "1000", "--noop", "500"],
+    "scale": ["--rules", "3000", "--interval", "10", "--duration", "30"],
+    "report": ["--rules", "500", "--repeat", "3"],
+    "api": ["--rules", "500"],
+}
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    engine = create_engine(throughput.PG_ADMIN)
+    with engine.connect() as conn:
+        pg = conn.scalar(text("SHOW server_version"))
+    engine.dispose()
+    names = ("celery", "kombu", "sqlalchemy", "aiohttp", "redis", "psycopg", "flask")
+    return {
+        "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "postgresql": pg,
+        "redis": redis.Redis.from_url(throughput.BROKER).info()["redis_version"],
+        "packages": {name: version(name) for name in names},
+    }
+
+
+def goals(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """(goal, target, measured, met) rows of issue #6."""
+    t, s, rep, api = r["throughput"], r["scale"], r["report"], r["api"]
+    keep = load_settings({}).keep_per_rule  # the default in force, applied to measured rows
+    storage = scale.steady_state_bytes(s["storage"], keep)
+    rows = [
+        ("verifications/s end to end", ">= 3000", f"{t['verifications_per_s']}",
+         t["verifications_per_s"] >= 3000),
+        ("ratio to bare Celery no-op rate", ">= 4x", f"{t['ratio']}x", t["ratio"] >= 4),
+        (f"{s['rules']:,} rules at {s['interval_s']} s: p99 lateness", "<= 5 s",
+         f"{s['lateness_p99_s']} s", s["lateness_p99_s"] <= 5),
+        ("30-day report at 10,000 rules (compute + render, p95)", "<= 1 s",
+         f"{rep['full_ms']['p95'] / 1000:.3f} s", rep["full_ms"]["p95"] <= 1000),
+        ("verify now p50 under load", "<= 300 ms",
+         f"{s['verify_now_latency_s'].get('p50', 0) * 1000:.0f} ms",
+         s["verify_now_latency_s"].get("p50", 99) <= 0.3),
+        ("GET /api/v1/stability?window=30d p95", "<= 100 ms",
+         f"{api['stability']['p95_ms']} ms", api["stability"]["p95_ms"] <= 100),
+        ("GET /api/v1/rules first page p95", "<= 100 ms",
+         f"{api['rules']['p95_ms']} ms", api["rules"]["p95_ms"] <= 100),
+        (f"storage per rule at steady state ({keep} raw kept)", "<= 1 MB",
+         f"{storage / 1e6:.2f} MB", storage <= 1e6),
+    ]  # fmt: skip
+    return rows
+
+
+def write(results: dict[str, Any], env: dict[str, Any]) -> None:
+    lines = [
+        "# Performance",
+        "",
+        "Written by `make bench` (`bench/run_all.py`); rerun it to refresh every figure.",
+        "",
+        f"Measured {env['date']} on {env['machine']}, Python {env['python']}, "
+        f"PostgreSQL {env['postgresql']}, Redis {env['redis']}; "
+        + ", ".join(f"{k} {v}" for k, v in env["packages"].items())
+        + ".",
+        "Everything (PostgreSQL, Redis, nginx, workers, beat, the bench) shares the 2 cores.",
+        "",
+        "| goal (issue #6) | target | measured | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for goal, target, measured, met in goals(results):
+        lines.append(f"| {goal} | {target} | {measured} | {'yes' if met else 'no'} |")
+    lines += ["", "## Raw results", ""]
+    for name, result in results.items():
+        lines += [f"### {name}", "", "```json", json.dumps(result, indent=2), "```", ""]
+    (ROOT / "docs/performance.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    options.add_argument("--quick", action="store_true")
+    options.add_argument("--only", nargs="*", help="rerun these, keep the other saved results")
+    args = options.parse_args()
+    quick = args.quick
+    benches: dict[str, tuple[Callable[..., Any], Callable[[Any], dict[str, Any]]]] = {
+        "throughput": (throughput.parser, throughput.run),
+        "scale": (scale.parser, scale.run),
+        "report": (report_bench.parser, report_bench.run),
+        "api": (api_bench.parser, api_bench.run),
+    }
+    saved = ROOT / "docs/performance.json"
+    results: dict[str, Any] = json.loads(saved.read_text()) if args.only else {}
+    for name, (make_parser, run) in benches.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"== {name}", flush=True)
+        results[name] = run(make_parser().parse_args(QUICK[name] if quick else []))
+        print(json.dumps(results[name], indent=2), flush=True)
+    for goal, target, measured, met in goals(results):
+        print(f"{'MET ' if met else 'MISS'} {goal}: {measured} (goal {target})")
+    if not quick:
+        saved.write_text(json.dumps(results, indent=2) + "\n")
+        write(results, machine())
+
+
+if __name__ == "__main__":
+    main()

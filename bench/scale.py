@@ -1,0 +1,284 @@
+"""Scale: N rules at a fixed interval for a while; lateness, worker CPU and memory, storage,
+and "verify now" latency measured while the load runs.
+
+Usage: python bench/scale.py [--rules 100000] [--interval 60] [--duration 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import create_engine, insert, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.nginx import start_nginx  # noqa: E402
+from bench.procstat import usage  # noqa: E402
+from bench.throughput import PG_ADMIN, free_port, wait_port  # noqa: E402
+from rulewatch import create_app  # noqa: E402
+from rulewatch.celery_app import priority  # noqa: E402
+from rulewatch.config import load_settings  # noqa: E402
+from rulewatch.domain.schedule import Schedule, first_due  # noqa: E402
+from rulewatch.migrate import upgrade  # noqa: E402
+from rulewatch.models import Rule  # noqa: E402
+from tests.conftest import drop_database, fresh_database  # noqa: E402
+
+BROKER = os.environ.get("RULEWATCH_BENCH_SCALE_REDIS", "redis://127.0.0.1:6379/10")
+
+
+def make_rules(url: str, count: int, interval: int, target: str, start: datetime) -> None:
+    schedule = Schedule(interval_s=interval)
+    engine = create_engine(url)
+    for base in range(0, count, 10000):
+        rows = [
+            {
+                "id": i,
+                "name": f"scale {i}",
+                "kind": "http",
+                "target": {"url": target, "timeout_s": 5.0},
+                "conditions": ["[STATUS] == 200", "[BODY].status == UP"],
+                "interval_s": interval,
+                "timezone": "UTC",
+                "enabled": True,
+                "stability_target": 0.99,
+                "created_at": start,
+                "updated_at": start,
+                "next_due_at": first_due(schedule, i, start),
+            }
+            for i in range(base + 1, min(base + 10000, count) + 1)
+        ]
+        with engine.begin() as conn:
+            conn.execute(insert(Rule), rows)
+    engine.dispose()
+
+
+def interactive_latencies(app: Any, rule_id: int, stop: threading.Event) -> list[float]:
+    """Every 2 s, a verify-now on the interactive queue; seconds until its result is stored."""
+    from rulewatch.tasks import verify
+
+    settings = app.extensions["rulewatch"].settings
+    out: list[float] = []
+    while not stop.wait(2.0):
+        t0 = time.perf_counter()
+        vid = str(uuid.uuid4())
+        verify.apply_async(
+            args=(rule_id, vid),
+            task_id=vid,
+            queue="interactive",
+            priority=priority(settings, urgent=True),
+        ).get(timeout=60)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return {
+        "p50": round(q[49], 4),
+        "p95": round(q[94], 4),
+        "p99": round(q[98], 4),
+        "max": round(max(values), 4),
+        "n": len(values),
+    }
+
+
+def lateness(url: str, since: datetime) -> dict[str, Any]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                """
+            SELECT count(*),
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY {late}),
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY {late}),
+                   max({late}),
+                   sum(CASE WHEN status = 'pass' THEN 1 ELSE 0 END)
+            FROM verifications WHERE trigger = 'schedule' AND scheduled_for >= :since
+        """.format(late="extract(epoch FROM started_at - scheduled_for)")
+            ),
+            {"since": since.replace(tzinfo=None)},
+        ).one()
+        due = conn.execute(
+            text(
+                "SELECT count(*) FROM rules"
+                " WHERE next_due_at < now() AT TIME ZONE 'utc' - interval '10 seconds'"
+            )
+        ).scalar()
+    engine.dispose()
+    return {
+        "scheduled_verifications": row[0],
+        "passed": int(row[4] or 0),
+        "lateness_p50_s": round(float(row[1] or 0), 3),
+        "lateness_p99_s": round(float(row[2] or 0), 3),
+        "lateness_max_s": round(float(row[3] or 0), 3),
+        "rules_overdue_by_10s_at_end": due,
+    }
+
+
+def storage(url: str, keep_per_rule: int) -> dict[str, Any]:
+    """Table sizes now, and bytes per rule at steady state from per-row sizes.
+
+    A short run's tables are mostly page and index overhead, so the steady-state figure is
+    built from each table's average row (``pg_column_size`` + 28 bytes of tuple header and
+    line pointer) plus its index bytes per row, times the rows a rule keeps: its newest
+    ``keep_per_rule`` verifications, 90 days of hourly and 730 days of daily rollups.
+    """
+    engine = create_engine(url)
+    out: dict[str, Any] = {}
+    with engine.connect() as conn:
+        for table in ("verifications", "rollups_hourly", "rollups_daily", "rules"):
+            total, indexes, rows, avg_row = conn.execute(
+                text(
+                    f"SELECT pg_total_relation_size('{table}'), pg_indexes_size('{table}'), "
+                    f"count(*), avg(pg_column_size(t.*)) FROM {table} t"
+                )
+            ).one()
+            per_row = float(avg_row or 0) + 28 + indexes / max(rows, 1)
+            out[table] = {"bytes": total, "rows": rows, "bytes_per_row": round(per_row)}
+    engine.dispose()
+    kept = {
+        "verifications": keep_per_rule,
+        "rollups_hourly": 24 * 90,
+        "rollups_daily": 730,
+        "rules": 1,
+    }
+    out["steady_state_bytes_per_rule"] = sum(out[t]["bytes_per_row"] * n for t, n in kept.items())
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    url, dbname = fresh_database(PG_ADMIN)
+    upgrade(url)
+    redis.Redis.from_url(BROKER).flushdb()
+    home = f"/tmp/rulewatch-scale-{os.getpid()}"
+    env = {
+        **os.environ,
+        "RULEWATCH_HOME": home,
+        "RULEWATCH_DATABASE_URL": url,
+        "RULEWATCH_BROKER_URL": BROKER,
+        "RULEWATCH_RESULT_BACKEND": BROKER,
+        "RULEWATCH_TICK_S": "1",
+        "RULEWATCH_CHUNK_SIZE": str(args.chunk),
+        "RULEWATCH_CLAIM_BATCH": "5000",
+    }
+    port = free_port()
+    procs = [start_nginx(port)]
+    stop = threading.Event()
+    try:
+        wait_port(port)
+        start = datetime.now(UTC) + timedelta(seconds=15)
+        make_rules(url, args.rules, args.interval, f"http://127.0.0.1:{port}/health", start)
+        me = [sys.executable, "-m", "rulewatch"]
+        log = Path(home) / "bench.log"
+        Path(home).mkdir(parents=True, exist_ok=True)
+        out = log.open("wb")
+        procs += [
+            subprocess.Popen(
+                [
+                    *me,
+                    "worker",
+                    "-Q",
+                    "scheduler,checks",
+                    "-c",
+                    str(args.concurrency),
+                    "--loglevel",
+                    "WARNING",
+                ],
+                env=env,
+                stdout=out,
+                stderr=out,
+            ),
+            subprocess.Popen(
+                [*me, "worker", "-Q", "interactive", "-c", "1", "--loglevel", "WARNING"],
+                env=env,
+                stdout=out,
+                stderr=out,
+            ),
+            subprocess.Popen(
+                [*me, "beat", "--loglevel", "WARNING"], env=env, stdout=out, stderr=out
+            ),
+        ]
+        app = create_app(load_settings(env))
+        print(f"scale: {args.rules} rules created; load starts at {start:%H:%M:%S}", flush=True)
+        while datetime.now(UTC) < start:
+            time.sleep(0.5)
+        cpu0 = {
+            role: usage(home, role).cpu_s
+            for role in ("-Q scheduler,checks", "-Q interactive", "beat")
+        }
+        latencies: list[float] = []
+        thread = threading.Thread(
+            target=lambda: latencies.extend(interactive_latencies(app, 1, stop))
+        )
+        thread.start()
+        peak_rss = 0
+        t_end = time.monotonic() + args.duration
+        while time.monotonic() < t_end:
+            time.sleep(5)
+            peak_rss = max(peak_rss, usage(home, "-Q scheduler,checks").rss_bytes)
+        stop.set()
+        thread.join()
+        print("scale: load done; measuring", flush=True)
+        cpu = {role: round(usage(home, role).cpu_s - c0, 1) for role, c0 in cpu0.items()}
+        result = {
+            "rules": args.rules,
+            "interval_s": args.interval,
+            "duration_s": args.duration,
+            "check_worker_concurrency": args.concurrency,
+            "chunk": args.chunk,
+            **lateness(url, start),
+            "worker_cpu_s": cpu,
+            "worker_cpu_share_of_one_core": {
+                role: round(v / args.duration, 2) for role, v in cpu.items()
+            },
+            "check_worker_peak_rss_mb": round(peak_rss / 2**20, 1),
+            "verify_now_latency_s": percentiles(latencies),
+        }
+        for p in procs[1:]:
+            p.terminate()
+        for p in procs[1:]:
+            p.wait(60)
+        result["storage"] = storage(url, load_settings({}).keep_per_rule)
+        return result
+    finally:
+        stop.set()
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()  # nginx's master stops its workers on SIGTERM, not on SIGKILL
+                p.wait(30)
+        drop_database(PG_ADMIN, dbname)
+
+
+def parser() -> argparse.ArgumentParser:
+    """Command-line options, also used by bench/run_all.py for the defaults."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rules", type=int, default=100_000)
+    p.add_argument("--interval", type=int, default=60)
+    p.add_argument("--duration", type=int, default=600)
+    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--chunk", type=int, default=200)
+    return p
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the clean-up on SIGTERM too
+    print(json.dumps(run(parser().parse_args()), indent=2))
+
+
+if __name__ == "__main__":
+    main()
