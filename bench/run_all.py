@@ -118,10 +118,11 @@ def main() -> None:
         print(f"== {name}", flush=True)
         results[name] = run(make_parser().parse_args(QUICK[name] if quick else []))
         print(json.dumps(results[name], indent=2), flush=True)
+        if not quick:  # saved as each finishes, so a later failure loses nothing
+            saved.write_text(json.dumps(results, indent=2) + "\n")
     for goal, target, measured, met in goals(results):
         print(f"{'MET ' if met else 'MISS'} {goal}: {measured} (goal {target})")
     if not quick:
-        saved.write_text(json.dumps(results, indent=2) + "\n")
         write(results, machine())
 
 

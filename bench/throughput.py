@@ -126,11 +126,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def parser() -> argparse.ArgumentParser:
     """Command-line options, also used by bench/run_all.py for the defaults."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rules", type=int, default=6000)
+    p.add_argument("--rules", type=int, default=30000)
     p.add_argument("--noop", type=int, default=3000)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--concurrency", type=int, default=2)
-    p.add_argument("--chunk", type=int, default=200)
+    p.add_argument("--chunk", type=int, default=500)
     return p
 
 

@@ -25,7 +25,7 @@ class Settings:
     result_backend: str
     datasources: Mapping[str, str] = field(default_factory=dict)
     tick_s: float = 1.0
-    chunk_size: int = 200
+    chunk_size: int = 500
     claim_batch: int = 1000
     claim_ttl_s: float = 300.0
     retention_days: int = 14
@@ -58,7 +58,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         result_backend=env.get("RULEWATCH_RESULT_BACKEND") or _default_result_backend(env, home),
         datasources=_datasources(env.get("RULEWATCH_DATASOURCES", "")),
         tick_s=_number(env, "RULEWATCH_TICK_S", 1.0, minimum=0.2),
-        chunk_size=int(_number(env, "RULEWATCH_CHUNK_SIZE", 200, minimum=1)),
+        chunk_size=int(_number(env, "RULEWATCH_CHUNK_SIZE", 500, minimum=1)),
         claim_batch=int(_number(env, "RULEWATCH_CLAIM_BATCH", 1000, minimum=1)),
         claim_ttl_s=_number(env, "RULEWATCH_CLAIM_TTL_S", 300.0, minimum=1),
         retention_days=int(_number(env, "RULEWATCH_RETENTION_DAYS", 14, minimum=1)),

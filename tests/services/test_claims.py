@@ -82,3 +82,53 @@ def test_it_skips_disabled_and_not_yet_due_rules(factory: sessionmaker[Session])
         )
     with transaction(factory) as session:
         assert claim_due_rules(session, utcnow(), limit=10, ttl_s=60) == []
+
+
+def test_it_dispatches_each_of_ten_thousand_due_rules_once_on_postgresql(
+    pg_server: str,
+) -> None:
+    from sqlalchemy import func, insert, select
+
+    from rulewatch.db import make_engine, make_session_factory
+    from rulewatch.migrate import upgrade
+    from tests.conftest import drop_database, fresh_database
+
+    url, name = fresh_database(pg_server)
+    try:
+        upgrade(url)
+        engine = make_engine(url)
+        factory = make_session_factory(engine)
+        now = utcnow() - timedelta(seconds=1)
+        rows = [
+            {"name": f"r{i}", "kind": "tcp", "target": {"host": "127.0.0.1", "port": 9},
+             "conditions": ["[CONNECTED] == true"], "interval_s": 60, "timezone": "UTC",
+             "enabled": True, "stability_target": 0.99, "created_at": now, "updated_at": now,
+             "next_due_at": now}
+            for i in range(10_000)
+        ]  # fmt: skip
+        with transaction(factory) as session:
+            session.execute(insert(Rule), rows)
+        barrier = threading.Barrier(2)
+        results: list[list[Claim]] = [[], []]
+
+        def dispatcher(slot: int) -> None:
+            barrier.wait()
+            while True:
+                with transaction(factory) as session:
+                    got = claim_due_rules(session, utcnow(), limit=500, ttl_s=60)
+                if not got:
+                    return
+                results[slot] += got
+
+        threads = [threading.Thread(target=dispatcher, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ids = [c.rule_id for c in results[0] + results[1]]
+        with factory() as session:
+            total = session.scalar(select(func.count()).select_from(Rule))
+        assert len(ids) == len(set(ids)) == total == 10_000
+        engine.dispose()
+    finally:
+        drop_database(pg_server, name)
