@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import ssl
 import subprocess
@@ -13,17 +12,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tests.conftest import require_service
 
-def require_service(host: str, port: int, name: str) -> None:
-    """Skip the test when a service is unreachable, or fail it when CI=true."""
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return
-    except OSError as exc:
-        reason = f"{name} is not reachable at {host}:{port} ({exc})"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason}; CI=true requires it, so start it before running the tests")
-    pytest.skip(f"{reason}; start it to run this test (with CI=true this is a failure)")
+__all__ = ["WebServer", "closed_port", "require_service"]
 
 
 def closed_port() -> int:

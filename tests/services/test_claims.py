@@ -23,10 +23,8 @@ def _make_due_rules(factory: sessionmaker[Session], count: int) -> None:
         session.execute(update(Rule).values(next_due_at=now - timedelta(seconds=1)))
 
 
-def test_it_claims_each_due_rule_once_when_two_dispatchers_race(
-    factory: sessionmaker[Session],
-) -> None:
-    _make_due_rules(factory, 300)
+def _race_two_dispatchers(factory: sessionmaker[Session], limit: int) -> list[Claim]:
+    """Two threads claim due rules in a loop, started together, until none is left."""
     barrier = threading.Barrier(2)
     results: list[list[Claim]] = [[], []]
 
@@ -34,7 +32,7 @@ def test_it_claims_each_due_rule_once_when_two_dispatchers_race(
         barrier.wait()
         while True:
             with transaction(factory) as session:
-                got = claim_due_rules(session, utcnow(), limit=25, ttl_s=60)
+                got = claim_due_rules(session, utcnow(), limit=limit, ttl_s=60)
             if not got:
                 return
             results[slot] += got
@@ -44,7 +42,14 @@ def test_it_claims_each_due_rule_once_when_two_dispatchers_race(
         t.start()
     for t in threads:
         t.join()
-    ids = [c.rule_id for c in results[0] + results[1]]
+    return results[0] + results[1]
+
+
+def test_it_claims_each_due_rule_once_when_two_dispatchers_race(
+    factory: sessionmaker[Session],
+) -> None:
+    _make_due_rules(factory, 300)
+    ids = [c.rule_id for c in _race_two_dispatchers(factory, limit=25)]
     assert len(ids) == 300
     assert len(set(ids)) == 300
 
@@ -108,24 +113,7 @@ def test_it_dispatches_each_of_ten_thousand_due_rules_once_on_postgresql(
         ]  # fmt: skip
         with transaction(factory) as session:
             session.execute(insert(Rule), rows)
-        barrier = threading.Barrier(2)
-        results: list[list[Claim]] = [[], []]
-
-        def dispatcher(slot: int) -> None:
-            barrier.wait()
-            while True:
-                with transaction(factory) as session:
-                    got = claim_due_rules(session, utcnow(), limit=500, ttl_s=60)
-                if not got:
-                    return
-                results[slot] += got
-
-        threads = [threading.Thread(target=dispatcher, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        ids = [c.rule_id for c in results[0] + results[1]]
+        ids = [c.rule_id for c in _race_two_dispatchers(factory, limit=500)]
         with factory() as session:
             total = session.scalar(select(func.count()).select_from(Rule))
         assert len(ids) == len(set(ids)) == total == 10_000
