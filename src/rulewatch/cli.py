@@ -158,9 +158,8 @@ def rules_export(out: str) -> None:
 @click.argument("rule")
 def verify(rule: str) -> None:
     """Verify RULE (name or id) now, in this process, and print the verification."""
-    from rulewatch.probes import ProbeContext
     from rulewatch.services.rules import RuleNotFound, get_rule
-    from rulewatch.services.verification import Job, _do_verify, datasources_for
+    from rulewatch.services.verification import Job, _do_verify
 
     rt = _rt(_app())
     with rt.factory() as session:
@@ -168,9 +167,7 @@ def verify(rule: str) -> None:
             rule_id = get_rule(session, rule).id
         except RuleNotFound as exc:
             raise click.ClickException(str(exc)) from None
-        sources = datasources_for(session, rt.settings.datasources)
-    ctx = ProbeContext(datasources=sources, sql_row_limit=rt.settings.sql_row_limit)
-    result = _do_verify(rt.factory, Job(rule_id, str(uuid.uuid4())), ctx)
+    result = _do_verify(rt.factory, Job(rule_id, str(uuid.uuid4())), rt.probe_context())
     click.echo(json.dumps(result, indent=2))
     sys.exit(0 if result["status"] == "pass" else 1)
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.config import Settings
 from rulewatch.db import make_engine, make_session_factory
+from rulewatch.probes import ProbeContext
 from rulewatch.services.stability import ReportCache
 
 
@@ -36,6 +37,14 @@ class Runtime:
             self._factory = make_session_factory(self._engine)
             self._pid = os.getpid()
         return self._engine
+
+    def probe_context(self) -> ProbeContext:
+        """What probes need: data sources (settings and stored ones) and the SQL row limit."""
+        from rulewatch.services.verification import datasources_for
+
+        with self.factory() as session:
+            sources = datasources_for(session, self.settings.datasources)
+        return ProbeContext(datasources=sources, sql_row_limit=self.settings.sql_row_limit)
 
     @property
     def factory(self) -> sessionmaker[Session]:

@@ -16,13 +16,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from rulewatch.celery_app import priority
 from rulewatch.db import transaction
 from rulewatch.models import Rule, utcnow
-from rulewatch.probes import ProbeContext
 from rulewatch.runtime import Runtime
 from rulewatch.services.reports import render_stability_html
 from rulewatch.services.retention import prune_history
 from rulewatch.services.scheduling import MAX_CHECK_S, Claim, claim_due_rules
 from rulewatch.services.stability import stability_report
-from rulewatch.services.verification import Job, _do_verify, datasources_for, verify_jobs
+from rulewatch.services.verification import Job, _do_verify, verify_jobs
 
 # database or broker trouble is retried; a target that is down is a result, never an exception
 INFRA_ERRORS = (OperationalError, InterfaceError, BrokerError, ConnectionError)
@@ -44,18 +43,12 @@ def runtime() -> Runtime:
     return rt
 
 
-def _probe_context(rt: Runtime) -> ProbeContext:
-    with rt.factory() as session:
-        sources = datasources_for(session, rt.settings.datasources)
-    return ProbeContext(datasources=sources, sql_row_limit=rt.settings.sql_row_limit)
-
-
 @_task("rulewatch.verify")
 def verify(rule_id: int, verification_id: str | None = None, due: str | None = None) -> Any:
     """Verify one rule now (manual) or for one claimed due time (scheduled)."""
     rt = runtime()
     job = Job(rule_id, verification_id or str(uuid.uuid4()), _parse_time(due))
-    return _do_verify(rt.factory, job, _probe_context(rt))
+    return _do_verify(rt.factory, job, rt.probe_context())
 
 
 @_task("rulewatch.verify_batch")
@@ -63,7 +56,7 @@ def verify_batch(items: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     """Verify a chunk of rules concurrently and record them in one transaction."""
     rt = runtime()
     jobs = [Job(int(r), str(v), _parse_time(d)) for r, v, d in items]
-    results = verify_jobs(rt.factory, jobs, _probe_context(rt))
+    results = verify_jobs(rt.factory, jobs, rt.probe_context())
     return [{"id": r["id"], "rule_id": r["rule_id"], "status": r["status"]} for r in results]
 
 
