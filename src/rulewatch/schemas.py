@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from rulewatch.domain.conditions import ConditionSyntaxError, parse_condition
 from rulewatch.domain.schedule import Schedule, ScheduleError
@@ -47,6 +54,29 @@ class TcpTarget(_Strict):
 TARGETS: dict[str, type[_Strict]] = {"http": HttpTarget, "sql": SqlTarget, "tcp": TcpTarget}
 
 
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+]
+
+
+class AlertSpec(_Strict):
+    """Who to tell and when: the rule's alert policy (global defaults apply when absent)."""
+
+    emails: Annotated[list[Email], Field(max_length=50)] = Field(default_factory=list)
+    failure_threshold: Annotated[int, Field(ge=1, le=1000)] = 3
+    success_threshold: Annotated[int, Field(ge=1, le=1000)] = 2
+    send_on_resolved: bool = True
+    reminder_interval_s: Annotated[int, Field(ge=0, le=31 * 86400)] = 0
+
+    @field_validator("reminder_interval_s")
+    @classmethod
+    def _reminders_not_too_often(cls, value: int) -> int:
+        if 0 < value < 60:
+            raise ValueError("reminder_interval_s must be 0 (no reminders) or at least 60 seconds")
+        return value
+
+
 class RuleSpec(_Strict):
     """A rule as users write it (API JSON or YAML)."""
 
@@ -63,6 +93,7 @@ class RuleSpec(_Strict):
     enabled: bool = True
     tags: list[Tag] = Field(default_factory=list)
     stability_target: Annotated[float, Field(gt=0, le=1)] = 0.99
+    alert: AlertSpec | None = None
 
     @property
     def schedule(self) -> Schedule:

@@ -187,3 +187,24 @@ def test_it_serves_the_report_page_and_health(app: Flask) -> None:
     assert b"&lt;script&gt;x&lt;/script&gt;" in page.data
     assert b"no data" in page.data
     assert client.get("/healthz").get_json() == {"status": "ok", "database": "ok"}
+
+
+def test_it_stores_an_alert_policy_with_its_defaults(app: Flask) -> None:
+    rule = http_rule("http://127.0.0.1:8080/a", alert={"emails": ["ops@example.com"]})
+    body = _create(app, rule).get_json()
+    assert body["alert"] == {
+        "emails": ["ops@example.com"], "failure_threshold": 3, "success_threshold": 2,
+        "send_on_resolved": True, "reminder_interval_s": 0,
+    }  # fmt: skip
+    assert _create(app, http_rule("http://127.0.0.1:8080/b", name="b")).get_json()["alert"] is None
+
+
+def test_it_rejects_a_bad_alert_policy_naming_each_field(app: Flask) -> None:
+    rule = http_rule(
+        "http://127.0.0.1:8080/a",
+        alert={"emails": ["not-an-address"], "failure_threshold": 0, "reminder_interval_s": 30},
+    )
+    response = _create(app, rule)
+    assert response.status_code == 422
+    fields = {e["field"] for e in response.get_json()["error"]["errors"]}
+    assert fields == {"alert.emails[0]", "alert.failure_threshold", "alert.reminder_interval_s"}

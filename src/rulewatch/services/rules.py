@@ -18,7 +18,7 @@ MAX_RULE_ID = 2**31 - 1
 SCHEDULE_FIELDS = ("interval_s", "cron")
 SPEC_FIELDS = (
     "name", "kind", "target", "conditions", "interval_s", "cron", "timezone", "enabled",
-    "stability_target",
+    "stability_target", "alert",
 )  # fmt: skip
 
 
@@ -148,8 +148,9 @@ def export_rules(session: Session) -> list[dict[str, Any]]:
 
 
 def _apply(rule: Rule, spec: RuleSpec) -> None:
-    for name in SPEC_FIELDS:
+    for name in SPEC_FIELDS[:-1]:  # all but alert, which is stored as plain JSON
         setattr(rule, name, getattr(spec, name))
+    rule.alert = None if spec.alert is None else spec.alert.model_dump()
     _set_tags(rule, spec.tags)
 
 
