@@ -16,6 +16,20 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """How alert emails leave: RULEWATCH_SMTP_*; no host means nothing is sent (and said so)."""
+
+    host: str = ""
+    port: int = 25
+    username: str = ""
+    password: str = field(default="", repr=False)
+    starttls: bool = False
+    ssl: bool = False
+    sender: str = "rulewatch@localhost"
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable about one rulewatch deployment."""
 
@@ -35,6 +49,7 @@ class Settings:
     sql_row_limit: int = 1000
     report_cache_s: float = 30.0
     base_url: str = "http://127.0.0.1:5000"
+    smtp: SmtpSettings = field(default_factory=lambda: SmtpSettings())
 
     @property
     def embedded_broker(self) -> bool:
@@ -68,7 +83,31 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         report_cache_s=_number(env, "RULEWATCH_REPORT_CACHE_S", 30.0, minimum=0),
         sql_row_limit=int(_number(env, "RULEWATCH_SQL_ROW_LIMIT", 1000, minimum=1)),
         base_url=env.get("RULEWATCH_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        smtp=_smtp(env),
     )
+
+
+def _smtp(env: Mapping[str, str]) -> SmtpSettings:
+    ssl = _flag(env, "RULEWATCH_SMTP_SSL")
+    return SmtpSettings(
+        host=env.get("RULEWATCH_SMTP_HOST", ""),
+        port=int(_number(env, "RULEWATCH_SMTP_PORT", 465 if ssl else 25, minimum=1)),
+        username=env.get("RULEWATCH_SMTP_USERNAME", ""),
+        password=env.get("RULEWATCH_SMTP_PASSWORD", ""),
+        starttls=_flag(env, "RULEWATCH_SMTP_STARTTLS"),
+        ssl=ssl,
+        sender=env.get("RULEWATCH_SMTP_FROM", "rulewatch@localhost"),
+        timeout_s=_number(env, "RULEWATCH_SMTP_TIMEOUT_S", 30.0, minimum=1),
+    )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name}={raw!r} is not a yes/no value (use true or false)")
 
 
 def _default_result_backend(env: Mapping[str, str], home: Path) -> str:

@@ -150,3 +150,25 @@ class DataSource(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     dsn: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """One email to send, written before it is sent (the outbox); claimed by one sender."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("rules.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))  # firing | resolved | reminder | digest ...
+    recipients: Mapped[list[Any]]
+    subject: Mapped[str] = mapped_column(String(300))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    claimed_until: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_notifications_status", "status", "claimed_until"),)

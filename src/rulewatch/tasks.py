@@ -17,6 +17,8 @@ from rulewatch.celery_app import priority
 from rulewatch.db import transaction
 from rulewatch.models import Rule, utcnow
 from rulewatch.runtime import Runtime
+from rulewatch.services import notifications
+from rulewatch.services.notifications import TransientSendError
 from rulewatch.services.reports import render_stability_html
 from rulewatch.services.retention import prune_history
 from rulewatch.services.scheduling import MAX_CHECK_S, Claim, claim_due_rules
@@ -25,6 +27,7 @@ from rulewatch.services.verification import Job, _do_verify, verify_jobs
 
 # database or broker trouble is retried; a target that is down is a result, never an exception
 INFRA_ERRORS = (OperationalError, InterfaceError, BrokerError, ConnectionError)
+MAX_SEND_RETRIES = 8
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -121,6 +124,21 @@ def get_stable_rates_html(window: str = "24h", tag: str | None = None) -> str:
     """Compute stability rates over ``window`` and render them as the HTML report."""
     with runtime().factory() as session:
         return render_stability_html(stability_report(session, window, utcnow(), tag))
+
+
+@shared_task(
+    name="rulewatch.send_notification", bind=True, autoretry_for=(TransientSendError,),
+    retry_backoff=5, retry_backoff_max=600, retry_jitter=True, max_retries=MAX_SEND_RETRIES,
+)  # fmt: skip
+def send_notification(self: Task[Any, Any], notification_id: int) -> str:
+    """Send one outbox row over SMTP; transient failures retry with exponential backoff."""
+    rt = runtime()
+    try:
+        return notifications.send(rt.factory, rt.settings.smtp, notification_id)
+    except TransientSendError as exc:
+        if self.request.retries >= MAX_SEND_RETRIES:
+            return notifications.give_up(rt.factory, notification_id, str(exc))
+        raise
 
 
 @_task("rulewatch.ping")

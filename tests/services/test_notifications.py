@@ -1,0 +1,165 @@
+"""The outbox against a real SMTP server (aiosmtpd): sent once, kept when SMTP is down."""
+
+from __future__ import annotations
+
+import email
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.message import Message
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from rulewatch.config import SmtpSettings
+from rulewatch.db import transaction
+from rulewatch.models import Notification, utcnow
+from rulewatch.services.notifications import TransientSendError, claim, send
+
+
+@dataclass
+class Inbox:
+    """Collects what the SMTP server accepted; can refuse recipients with a 550."""
+
+    messages: list[Message] = field(default_factory=list)
+    refuse: bool = False
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if self.refuse:
+            return "550 no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 Message accepted for delivery"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def smtp_port() -> int:
+    return _free_port()
+
+
+@pytest.fixture
+def inbox(smtp_port: int) -> Iterator[Inbox]:
+    box = Inbox()
+    controller = Controller(box, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    yield box
+    controller.stop()
+
+
+def _settings(port: int, host: str = "127.0.0.1") -> SmtpSettings:
+    return SmtpSettings(host=host, port=port, sender="rulewatch@example.com", timeout_s=5)
+
+
+def _pending(factory: sessionmaker[Session]) -> int:
+    with transaction(factory) as session:
+        row = Notification(
+            kind="firing", recipients=["ops@example.com", "dev@example.com"],
+            subject="[FIRING] orders API", body_text="orders API is failing",
+            body_html="<p>orders API is <b>failing</b></p>", status="pending", attempts=0,
+        )  # fmt: skip
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def _row(factory: sessionmaker[Session], nid: int) -> Notification:
+    with factory() as session:
+        row = session.get(Notification, nid)
+        assert row is not None
+        return row
+
+
+def test_it_sends_a_notification_once_as_text_and_html(
+    factory: sessionmaker[Session], inbox: Inbox, smtp_port: int
+) -> None:
+    nid = _pending(factory)
+    assert send(factory, _settings(smtp_port), nid) == "sent"
+    assert send(factory, _settings(smtp_port), nid) == "sent"
+    [message] = inbox.messages
+    assert message["Subject"] == "[FIRING] orders API"
+    assert message["From"] == "rulewatch@example.com"
+    assert message["To"] == "ops@example.com, dev@example.com"
+    assert f"rulewatch-notification-{nid}" in message["Message-ID"]
+    parts = {p.get_content_type(): p.get_payload(decode=True) for p in message.walk()}
+    assert message.get_content_type() == "multipart/alternative"
+    assert b"orders API is failing" in parts["text/plain"]
+    assert b"<b>failing</b>" in parts["text/html"]
+    row = _row(factory, nid)
+    assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
+    assert row.sent_at is not None
+
+
+def test_it_keeps_the_notification_while_smtp_is_down_and_sends_it_once_after(
+    factory: sessionmaker[Session], smtp_port: int
+) -> None:
+    nid = _pending(factory)
+    with pytest.raises(TransientSendError, match="unreachable"):
+        send(factory, _settings(smtp_port), nid)
+    row = _row(factory, nid)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error and "unreachable" in row.last_error
+    box = Inbox()
+    controller = Controller(box, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    try:
+        assert send(factory, _settings(smtp_port), nid) == "sent"
+        assert send(factory, _settings(smtp_port), nid) == "sent"
+    finally:
+        controller.stop()
+    assert len(box.messages) == 1
+    assert _row(factory, nid).attempts == 2
+
+
+def test_it_records_why_nothing_was_sent_without_an_smtp_server(
+    factory: sessionmaker[Session],
+) -> None:
+    nid = _pending(factory)
+    assert send(factory, SmtpSettings(host=""), nid) == "unsent"
+    row = _row(factory, nid)
+    assert row.status == "unsent"
+    assert row.last_error and "RULEWATCH_SMTP_HOST" in row.last_error
+
+
+def test_it_marks_a_refused_message_failed_with_the_reason(
+    factory: sessionmaker[Session], inbox: Inbox, smtp_port: int
+) -> None:
+    inbox.refuse = True
+    nid = _pending(factory)
+    assert send(factory, _settings(smtp_port), nid) == "failed"
+    row = _row(factory, nid)
+    assert row.last_error and "550" in row.last_error
+    assert inbox.messages == []
+
+
+def test_it_leaves_a_row_to_the_sender_that_holds_it_until_its_lease_ends(
+    factory: sessionmaker[Session], inbox: Inbox, smtp_port: int
+) -> None:
+    nid = _pending(factory)
+    with transaction(factory) as session:
+        assert claim(session, nid, utcnow())  # another worker is sending it
+    assert send(factory, _settings(smtp_port), nid) == "sending"
+    assert inbox.messages == []
+    with transaction(factory) as session:  # that worker died; its lease ran out
+        session.execute(
+            update(Notification)
+            .where(Notification.id == nid)
+            .values(claimed_until=utcnow() - timedelta(seconds=1))
+        )
+    assert send(factory, _settings(smtp_port), nid) == "sent"
+    assert len(inbox.messages) == 1
