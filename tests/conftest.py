@@ -18,6 +18,7 @@ from rulewatch import create_app
 from rulewatch.config import Settings, load_settings
 from rulewatch.db import make_engine, make_session_factory
 from rulewatch.migrate import upgrade
+from tests.smtp_server import inbox, smtp_port  # noqa: F401  (fixtures)
 
 PG_ADMIN_URL = os.environ.get(
     "RULEWATCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

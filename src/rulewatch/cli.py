@@ -159,7 +159,7 @@ def rules_export(out: str) -> None:
 def verify(rule: str) -> None:
     """Verify RULE (name or id) now, in this process, and print the verification."""
     from rulewatch.services.rules import RuleNotFound, get_rule
-    from rulewatch.services.verification import Job, _do_verify
+    from rulewatch.services.verification import Alerting, Job, _do_verify
 
     rt = _rt(_app())
     with rt.factory() as session:
@@ -167,7 +167,9 @@ def verify(rule: str) -> None:
             rule_id = get_rule(session, rule).id
         except RuleNotFound as exc:
             raise click.ClickException(str(exc)) from None
-    result = _do_verify(rt.factory, Job(rule_id, str(uuid.uuid4())), rt.probe_context())
+    # outbox rows it writes are sent by the workers (beat relays pending rows every tick)
+    alerting = Alerting(rt.settings.alerts, rt.settings.base_url)
+    result = _do_verify(rt.factory, Job(rule_id, str(uuid.uuid4())), rt.probe_context(), alerting)
     click.echo(json.dumps(result, indent=2))
     sys.exit(0 if result["status"] == "pass" else 1)
 

@@ -30,6 +30,17 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class AlertDefaults:
+    """Alert policy for rules that set none: RULEWATCH_ALERT_*."""
+
+    emails: tuple[str, ...] = ()
+    failure_threshold: int = 3
+    success_threshold: int = 2
+    send_on_resolved: bool = True
+    reminder_interval_s: int = 0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable about one rulewatch deployment."""
 
@@ -50,6 +61,7 @@ class Settings:
     report_cache_s: float = 30.0
     base_url: str = "http://127.0.0.1:5000"
     smtp: SmtpSettings = field(default_factory=lambda: SmtpSettings())
+    alerts: AlertDefaults = field(default_factory=lambda: AlertDefaults())
 
     @property
     def embedded_broker(self) -> bool:
@@ -84,7 +96,26 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sql_row_limit=int(_number(env, "RULEWATCH_SQL_ROW_LIMIT", 1000, minimum=1)),
         base_url=env.get("RULEWATCH_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         smtp=_smtp(env),
+        alerts=_alerts(env),
     )
+
+
+def _alerts(env: Mapping[str, str]) -> AlertDefaults:
+    emails = tuple(e.strip() for e in env.get("RULEWATCH_ALERT_EMAILS", "").split(",") if e.strip())
+    return AlertDefaults(
+        emails=emails,
+        failure_threshold=int(_number(env, "RULEWATCH_ALERT_FAILURE_THRESHOLD", 3, minimum=1)),
+        success_threshold=int(_number(env, "RULEWATCH_ALERT_SUCCESS_THRESHOLD", 2, minimum=1)),
+        send_on_resolved=_flag(env, "RULEWATCH_ALERT_SEND_ON_RESOLVED", default=True),
+        reminder_interval_s=_reminder(env),
+    )
+
+
+def _reminder(env: Mapping[str, str]) -> int:
+    value = int(_number(env, "RULEWATCH_ALERT_REMINDER_INTERVAL_S", 0, minimum=0))
+    if 0 < value < 60:
+        raise ConfigError("RULEWATCH_ALERT_REMINDER_INTERVAL_S must be 0 (off) or at least 60")
+    return value
 
 
 def _smtp(env: Mapping[str, str]) -> SmtpSettings:
@@ -101,9 +132,11 @@ def _smtp(env: Mapping[str, str]) -> SmtpSettings:
     )
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if raw == "":
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True

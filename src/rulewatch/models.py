@@ -68,6 +68,7 @@ class Rule(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     stability_target: Mapped[float] = mapped_column(Float, default=0.99)
     alert: Mapped[dict[str, Any] | None]  # AlertSpec as JSON; None: the global defaults
+    alert_state: Mapped[dict[str, Any] | None]  # domain.incidents.IncidentState as JSON
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)  # set by update_rule only
     # scheduling state, written by claims and by recorded verifications

@@ -23,7 +23,7 @@ from rulewatch.services.reports import render_stability_html
 from rulewatch.services.retention import prune_history
 from rulewatch.services.scheduling import MAX_CHECK_S, Claim, claim_due_rules
 from rulewatch.services.stability import stability_report
-from rulewatch.services.verification import Job, _do_verify, verify_jobs
+from rulewatch.services.verification import Alerting, Job, _do_verify, verify_jobs
 
 # database or broker trouble is retried; a target that is down is a result, never an exception
 INFRA_ERRORS = (OperationalError, InterfaceError, BrokerError, ConnectionError)
@@ -51,7 +51,7 @@ def verify(rule_id: int, verification_id: str | None = None, due: str | None = N
     """Verify one rule now (manual) or for one claimed due time (scheduled)."""
     rt = runtime()
     job = Job(rule_id, verification_id or str(uuid.uuid4()), _parse_time(due))
-    return _do_verify(rt.factory, job, rt.probe_context())
+    return _do_verify(rt.factory, job, rt.probe_context(), alerting(rt))
 
 
 @_task("rulewatch.verify_batch")
@@ -59,7 +59,7 @@ def verify_batch(items: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     """Verify a chunk of rules concurrently and record them in one transaction."""
     rt = runtime()
     jobs = [Job(int(r), str(v), _parse_time(d)) for r, v, d in items]
-    results = verify_jobs(rt.factory, jobs, rt.probe_context())
+    results = verify_jobs(rt.factory, jobs, rt.probe_context(), alerting(rt))
     return [{"id": r["id"], "rule_id": r["rule_id"], "status": r["status"]} for r in results]
 
 
@@ -80,7 +80,25 @@ def verify_all_rules(force: bool = False) -> dict[str, int]:
             dispatch(claims, rt)
         dispatched += len(claims)
         if len(claims) < rt.settings.claim_batch:
-            return {"dispatched": dispatched}
+            return {"dispatched": dispatched, "notifications_relayed": _relay_outbox(rt)}
+
+
+def alerting(rt: Runtime) -> Alerting:
+    """Alert defaults and links, with new outbox rows enqueued on the alerts queue."""
+    return Alerting(rt.settings.alerts, rt.settings.base_url, enqueue_notifications)
+
+
+def enqueue_notifications(ids: Sequence[int]) -> None:
+    """Ask the alerts workers to send these outbox rows."""
+    for notification_id in ids:
+        send_notification.apply_async(args=(notification_id,))
+
+
+def _relay_outbox(rt: Runtime) -> int:
+    with transaction(rt.factory) as session:
+        ids = notifications.due_for_relay(session, utcnow())
+    enqueue_notifications(ids)
+    return len(ids)
 
 
 def dispatch(claims: Sequence[Claim], rt: Runtime) -> None:

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import email
-import socket
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
-from email.message import Message
-from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -19,47 +13,7 @@ from rulewatch.config import SmtpSettings
 from rulewatch.db import transaction
 from rulewatch.models import Notification, utcnow
 from rulewatch.services.notifications import TransientSendError, claim, send
-
-
-@dataclass
-class Inbox:
-    """Collects what the SMTP server accepted; can refuse recipients with a 550."""
-
-    messages: list[Message] = field(default_factory=list)
-    refuse: bool = False
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: Any
-    ) -> str:
-        if self.refuse:
-            return "550 no such mailbox here"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 Message accepted for delivery"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def smtp_port() -> int:
-    return _free_port()
-
-
-@pytest.fixture
-def inbox(smtp_port: int) -> Iterator[Inbox]:
-    box = Inbox()
-    controller = Controller(box, hostname="127.0.0.1", port=smtp_port)
-    controller.start()
-    yield box
-    controller.stop()
+from tests.smtp_server import Inbox
 
 
 def _settings(port: int, host: str = "127.0.0.1") -> SmtpSettings:
@@ -163,3 +117,18 @@ def test_it_leaves_a_row_to_the_sender_that_holds_it_until_its_lease_ends(
         )
     assert send(factory, _settings(smtp_port), nid) == "sent"
     assert len(inbox.messages) == 1
+
+
+def test_it_relays_a_forgotten_pending_row_once_per_lease(factory: sessionmaker[Session]) -> None:
+    from rulewatch.services.notifications import due_for_relay
+
+    nid = _pending(factory)
+    with transaction(factory) as session:
+        assert due_for_relay(session, utcnow()) == [], "a fresh row is left to its own enqueue"
+    later = utcnow() + timedelta(seconds=120)
+    with transaction(factory) as session:
+        assert due_for_relay(session, later) == [nid]
+    with transaction(factory) as session:
+        assert due_for_relay(session, later + timedelta(seconds=10)) == []
+    with transaction(factory) as session:
+        assert due_for_relay(session, later + timedelta(seconds=400)) == [nid]

@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.config import SmtpSettings
@@ -73,6 +73,31 @@ def send(factory: sessionmaker[Session], smtp: SmtpSettings, notification_id: in
     except (smtplib.SMTPException, ValueError) as exc:
         return _finish(factory, notification_id, "failed", f"SMTP refused it: {exc}")
     return _finish(factory, notification_id, "sent", None)
+
+
+RELAY_AFTER_S = 60
+RELAY_LEASE_S = 300
+
+
+def due_for_relay(session: Session, now: datetime, limit: int = 500) -> list[int]:
+    """Pending rows nobody has been asked to send for a while (a lost enqueue, a restart).
+
+    Each is leased for RELAY_LEASE_S so one beat tick enqueues it, not every tick.
+    """
+    stale = (
+        (Notification.status == "pending")
+        & (Notification.created_at < now - timedelta(seconds=RELAY_AFTER_S))
+        & or_(Notification.claimed_until.is_(None), Notification.claimed_until < now)
+    )
+    ids = list(session.scalars(select(Notification.id).where(stale).limit(limit)))
+    if ids:
+        session.execute(
+            update(Notification)
+            .where(Notification.id.in_(ids), stale)
+            .values(claimed_until=now + timedelta(seconds=RELAY_LEASE_S))
+            .execution_options(synchronize_session=False)
+        )
+    return ids
 
 
 def give_up(factory: sessionmaker[Session], notification_id: int, reason: str) -> str:

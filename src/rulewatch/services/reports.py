@@ -14,7 +14,7 @@ def report_environment() -> Environment:
     """The Jinja2 environment the report template is rendered with (autoescaping on)."""
     return Environment(
         loader=PackageLoader("rulewatch", "web/templates"),
-        autoescape=select_autoescape(default=True),
+        autoescape=select_autoescape(disabled_extensions=("txt",), default=True),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
@@ -16,6 +16,7 @@ import aiohttp
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from rulewatch.config import AlertDefaults
 from rulewatch.db import transaction
 from rulewatch.domain.conditions import (
     Condition,
@@ -29,6 +30,7 @@ from rulewatch.domain.schedule import Schedule, next_due
 from rulewatch.models import Rule, Verification, utcnow
 from rulewatch.probes import ProbeContext, run_probe
 from rulewatch.probes.runner import probe_runner
+from rulewatch.services.alerts import Outcome, record_alerts
 from rulewatch.services.rollups import Sample, add_samples
 from rulewatch.services.scheduling import verification_id_for
 
@@ -70,22 +72,41 @@ class _Probed:
     observation: Observation
 
 
+@dataclass(frozen=True)
+class Alerting:
+    """What recording needs to alert: defaults, links, and who sends the outbox rows."""
+
+    defaults: AlertDefaults
+    base_url: str
+    # called with the new notification ids once they are committed (a task enqueues them)
+    on_notifications: Callable[[list[int]], None] = lambda ids: None
+
+
 def verify_jobs(
-    factory: sessionmaker[Session], jobs: Sequence[Job], ctx: ProbeContext
+    factory: sessionmaker[Session],
+    jobs: Sequence[Job],
+    ctx: ProbeContext,
+    alerting: Alerting | None = None,
 ) -> list[dict[str, Any]]:
     """Verify a batch of rules: probes run concurrently, results are written together."""
     with factory() as session:
         ready, results = _prepare_all(session, jobs)
     probed = probe_runner().run(lambda http: _probe_all(ready, ctx, http)) if ready else []
+    notification_ids: list[int] = []
     if probed:
         with transaction(factory) as session:
-            results.update(_record_all(session, probed))
+            notification_ids, recorded = _record_all(session, probed, alerting)
+            results.update(recorded)
+    if alerting is not None and notification_ids:
+        alerting.on_notifications(notification_ids)
     return [results[job.verification_id] for job in jobs]
 
 
-def _do_verify(factory: sessionmaker[Session], job: Job, ctx: ProbeContext) -> dict[str, Any]:
+def _do_verify(
+    factory: sessionmaker[Session], job: Job, ctx: ProbeContext, alerting: Alerting | None = None
+) -> dict[str, Any]:
     """Verify one rule: probe it, evaluate its conditions, and record the verification."""
-    return verify_jobs(factory, [job], ctx)[0]
+    return verify_jobs(factory, [job], ctx, alerting)[0]
 
 
 def _prepare_all(
@@ -217,13 +238,15 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
-def _record_all(session: Session, probed: Sequence[_Probed]) -> dict[str, dict[str, Any]]:
-    """Insert the verifications, their rollups and the rules' new state in one go.
+def _record_all(
+    session: Session, probed: Sequence[_Probed], alerting: Alerting | None
+) -> tuple[list[int], dict[str, dict[str, Any]]]:
+    """Insert the verifications, rollups, rule state and any notifications in one go.
 
     The rules are locked first and each scheduled run's claim checked again: a run that
     outlived its claim, while another dispatch of the same due time ran, records nothing.
     """
-    claims = _lock_rules(session, {item.prepared.job.rule_id for item in probed})
+    claims, alerts = _lock_rules(session, {item.prepared.job.rule_id for item in probed})
     results: dict[str, dict[str, Any]] = {}
     recorded: list[tuple[_Probed, dict[str, Any]]] = []
     for item in probed:
@@ -237,23 +260,41 @@ def _record_all(session: Session, probed: Sequence[_Probed]) -> dict[str, dict[s
             row = _verification_row(item)
             recorded.append((item, row))
             results[job.verification_id] = verification_to_dict(row, item.prepared.name)
+    notification_ids: list[int] = []
     if recorded:
         session.execute(insert(Verification), [row for _, row in recorded])
         add_samples(session, [_sample(row) for _, row in recorded])
         _advance(session, recorded)
-    return results
+        if alerting is not None:
+            outcomes = [_outcome(item, row, alerts[row["rule_id"]]) for item, row in recorded]
+            notification_ids = record_alerts(
+                session, outcomes, alerting.defaults, alerting.base_url
+            )
+    return notification_ids, results
 
 
-def _lock_rules(session: Session, rule_ids: set[int]) -> dict[int, tuple[str | None, datetime]]:
-    """Claim state of the rules that still exist, locked (in id order) until commit."""
+def _outcome(item: _Probed, row: Mapping[str, Any], alert: tuple[Any, Any]) -> Outcome:
+    return Outcome(
+        rule_id=row["rule_id"], rule_name=item.prepared.name, alert=alert[0],
+        alert_state=alert[1], status=row["status"], started_at=row["started_at"],
+        conditions=row["conditions"], error=row["error"],
+    )  # fmt: skip
+
+
+def _lock_rules(
+    session: Session, rule_ids: set[int]
+) -> tuple[dict[int, tuple[str | None, datetime]], dict[int, tuple[Any, Any]]]:
+    """Claim and alert state of the rules that still exist, locked (in id order) until commit."""
     query = (
-        select(Rule.id, Rule.claim_token, Rule.next_due_at)
+        select(Rule.id, Rule.claim_token, Rule.next_due_at, Rule.alert, Rule.alert_state)
         .where(Rule.id.in_(rule_ids))
         .order_by(Rule.id)
     )
     if session.get_bind().dialect.name != "sqlite":  # SQLite's first write serialises anyway
         query = query.with_for_update()
-    return {rid: (token, due) for rid, token, due in session.execute(query)}
+    rows = session.execute(query).all()
+    claims = {rid: (token, due) for rid, token, due, _, _ in rows}
+    return claims, {rid: (alert, state) for rid, _, _, alert, state in rows}
 
 
 def _verification_row(item: _Probed) -> dict[str, Any]:

@@ -1,0 +1,130 @@
+"""Alerting: each recorded verification steps its rule's incident state; events become
+outbox rows in the same transaction, sent afterwards by `rulewatch.send_notification`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, bindparam, update
+from sqlalchemy.orm import Session
+
+from rulewatch.config import AlertDefaults
+from rulewatch.domain.incidents import AlertPolicy, Event, IncidentState, step
+from rulewatch.models import Notification, Rule
+from rulewatch.services.reports import report_environment
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A recorded verification, as alerting needs it."""
+
+    rule_id: int
+    rule_name: str
+    alert: Mapping[str, Any] | None
+    alert_state: Mapping[str, Any] | None
+    status: str
+    started_at: datetime
+    conditions: Sequence[Mapping[str, Any]]
+    error: str | None
+
+
+def recipients_and_policy(
+    alert: Mapping[str, Any] | None, defaults: AlertDefaults
+) -> tuple[list[str], AlertPolicy]:
+    """The rule's recipients and policy, falling back to the global defaults."""
+    source: Mapping[str, Any] = alert if alert is not None else asdict(defaults)
+    policy = AlertPolicy(
+        failure_threshold=int(source["failure_threshold"]),
+        success_threshold=int(source["success_threshold"]),
+        send_on_resolved=bool(source["send_on_resolved"]),
+        reminder_interval_s=int(source["reminder_interval_s"]),
+    )
+    return list(source["emails"]), policy
+
+
+def record_alerts(
+    session: Session, outcomes: Sequence[Outcome], defaults: AlertDefaults, base_url: str
+) -> list[int]:
+    """Step every rule's incident state; write its notifications; return their ids."""
+    table: Table = Rule.__table__  # type: ignore[assignment]
+    states, rows = [], []
+    for outcome in outcomes:
+        recipients, policy = recipients_and_policy(outcome.alert, defaults)
+        state, events = step(
+            _state(outcome.alert_state), outcome.status, outcome.started_at, policy
+        )
+        states.append({"b_id": outcome.rule_id, "b_state": _state_json(state)})
+        if recipients:
+            rows += [_notification(outcome, event, recipients, base_url) for event in events]
+    if states:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(alert_state=bindparam("b_state")),
+            states,
+        )
+    notifications = [Notification(**row) for row in rows]
+    session.add_all(notifications)
+    session.flush()
+    return [n.id for n in notifications]
+
+
+def _notification(
+    outcome: Outcome, event: Event, recipients: list[str], base_url: str
+) -> dict[str, Any]:
+    headline = {"firing": "FIRING", "resolved": "RESOLVED", "reminder": "STILL FIRING",
+                "flapping": "FLAPPING"}.get(event.kind, event.kind.upper())  # fmt: skip
+    context = {
+        "kind": event.kind,
+        "headline": headline,
+        "rule_name": outcome.rule_name,
+        "since": event.since.strftime("%Y-%m-%d %H:%M:%S UTC") if event.since else None,
+        "duration": _duration(event.at - event.since) if event.since else None,
+        "failing": [c for c in outcome.conditions if not c.get("ok")],
+        "error": outcome.error,
+        "reason": event.reason,
+        "link": f"{base_url}/rules/{outcome.rule_id}",
+    }
+    env = report_environment()
+    return {
+        "rule_id": outcome.rule_id,
+        "kind": event.kind,
+        "recipients": recipients,
+        "subject": f"[{headline}] {outcome.rule_name}",
+        "body_text": env.get_template("email/alert.txt").render(context),
+        "body_html": env.get_template("email/alert.html").render(context),
+        "status": "pending",
+        "attempts": 0,
+    }
+
+
+def _duration(delta: Any) -> str:
+    seconds = int(delta.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def _state(data: Mapping[str, Any] | None) -> IncidentState:
+    if not data:
+        return IncidentState()
+    values = dict(data)
+    for key, value in values.items():
+        if isinstance(value, str) and key.endswith(("_since", "_at")):
+            values[key] = datetime.fromisoformat(value)
+    values["recent"] = tuple(values.get("recent", ()))
+    known = IncidentState.__dataclass_fields__
+    return IncidentState(**{k: v for k, v in values.items() if k in known})
+
+
+def _state_json(state: IncidentState) -> dict[str, Any]:
+    data = asdict(state)
+    for key, value in data.items():
+        if isinstance(value, datetime):
+            data[key] = value.isoformat()
+        elif isinstance(value, tuple):
+            data[key] = list(value)
+    return data

@@ -1,0 +1,113 @@
+"""Alert emails end to end: real HTTP target, real database, real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from rulewatch.config import AlertDefaults, SmtpSettings
+from rulewatch.db import transaction
+from rulewatch.models import Notification, utcnow
+from rulewatch.probes import ProbeContext
+from rulewatch.services.notifications import send
+from rulewatch.services.rules import create_rule
+from rulewatch.services.verification import Alerting, Job, _do_verify
+from tests.smtp_server import Inbox
+from tests.targets import Target, http_rule
+
+CTX = ProbeContext(datasources={})
+POLICY = {"emails": ["ops@example.com"], "failure_threshold": 3, "success_threshold": 2}
+
+
+def _alerting(factory: sessionmaker[Session], port: int, **defaults: Any) -> Alerting:
+    smtp = SmtpSettings(host="127.0.0.1", port=port, sender="rulewatch@example.com", timeout_s=5)
+
+    def send_all(ids: list[int]) -> None:
+        for nid in ids:
+            send(factory, smtp, nid)
+
+    return Alerting(AlertDefaults(**defaults), "http://rulewatch.example", send_all)
+
+
+def _verify(factory: sessionmaker[Session], rule_id: int, alerting: Alerting, times: int) -> None:
+    for _ in range(times):
+        _do_verify(factory, Job(rule_id, str(uuid.uuid4())), CTX, alerting)
+
+
+def _parts(message: Any) -> dict[str, str]:
+    return {p.get_content_type(): p.get_payload(decode=True).decode() for p in message.walk()
+            if not p.is_multipart()}  # fmt: skip
+
+
+def test_it_emails_once_when_a_rule_fails_and_once_when_it_recovers(
+    factory: sessionmaker[Session],
+    inbox: Inbox,
+    smtp_port: int,
+) -> None:
+    alerting = _alerting(factory, smtp_port)
+    with Target() as target:
+        with transaction(factory) as session:
+            rule_id = create_rule(session, http_rule(target.url, alert=POLICY), utcnow()).id
+        target.status = 500
+        _verify(factory, rule_id, alerting, 2)
+        assert inbox.messages == [], "two failures are below the threshold of three"
+        _verify(factory, rule_id, alerting, 4)
+        [firing] = inbox.messages
+        target.status = 200
+        _verify(factory, rule_id, alerting, 1)
+        assert len(inbox.messages) == 1, "one pass is below the success threshold of two"
+        _verify(factory, rule_id, alerting, 3)
+    [_, resolved] = inbox.messages
+    assert firing["Subject"] == "[FIRING] orders API"
+    assert firing["To"] == "ops@example.com"
+    text, html = _parts(firing)["text/plain"], _parts(firing)["text/html"]
+    assert "[STATUS] (500) == 200" in text and "[STATUS] (500) == 200" in html
+    assert f"http://rulewatch.example/rules/{rule_id}" in text
+    assert "since" in text
+    assert resolved["Subject"] == "[RESOLVED] orders API"
+    assert "recovered" in _parts(resolved)["text/plain"]
+
+
+def test_it_escapes_rule_names_in_the_html_part(
+    factory: sessionmaker[Session],
+    inbox: Inbox,
+    smtp_port: int,
+) -> None:
+    alerting = _alerting(factory, smtp_port)
+    rule = http_rule(
+        "http://127.0.0.1:9/", name="<b>evil</b>", alert={**POLICY, "failure_threshold": 1}
+    )
+    with transaction(factory) as session:
+        rule_id = create_rule(session, rule, utcnow()).id
+    _verify(factory, rule_id, alerting, 1)
+    [message] = inbox.messages
+    html = _parts(message)["text/html"]
+    assert "&lt;b&gt;evil&lt;/b&gt;" in html and "<b>evil</b>" not in html
+    assert "<b>evil</b>" in _parts(message)["text/plain"]
+
+
+def test_it_uses_the_global_recipients_for_rules_without_a_policy(
+    factory: sessionmaker[Session],
+    inbox: Inbox,
+    smtp_port: int,
+) -> None:
+    alerting = _alerting(factory, smtp_port, emails=("oncall@example.com",), failure_threshold=1)
+    with transaction(factory) as session:
+        rule_id = create_rule(session, http_rule("http://127.0.0.1:9/"), utcnow()).id
+    _verify(factory, rule_id, alerting, 1)
+    [message] = inbox.messages
+    assert message["To"] == "oncall@example.com"
+
+
+def test_it_records_no_notification_for_a_rule_nobody_is_told_about(
+    factory: sessionmaker[Session],
+) -> None:
+    alerting = _alerting(factory, 9, failure_threshold=1)
+    with transaction(factory) as session:
+        rule_id = create_rule(session, http_rule("http://127.0.0.1:9/"), utcnow()).id
+    _verify(factory, rule_id, alerting, 2)
+    with factory() as session:
+        assert list(session.scalars(select(Notification))) == []
