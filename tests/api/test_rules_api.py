@@ -208,3 +208,25 @@ def test_it_rejects_a_bad_alert_policy_naming_each_field(app: Flask) -> None:
     assert response.status_code == 422
     fields = {e["field"] for e in response.get_json()["error"]["errors"]}
     assert fields == {"alert.emails[0]", "alert.failure_threshold", "alert.reminder_interval_s"}
+
+
+def test_it_lists_notifications_with_the_reason_they_were_not_sent(app: Flask) -> None:
+    from rulewatch.services.notifications import send
+
+    rule = http_rule("http://127.0.0.1:9/", alert={"emails": ["ops@example.com"],
+                                                   "failure_threshold": 1})  # fmt: skip
+    rule_id = _create(app, rule).get_json()["id"]
+    runtime = app.extensions["rulewatch"]
+    from rulewatch.services.verification import Alerting, Job, _do_verify
+
+    alerting = Alerting(runtime.settings.alerts, "http://x")
+    _do_verify(runtime.factory, Job(rule_id, "00000000-0000-4000-8000-000000000001"),
+               runtime.probe_context(), alerting)  # fmt: skip
+    [row] = app.test_client().get("/api/v1/notifications").get_json()["notifications"]
+    assert (row["kind"], row["status"], row["rule_id"]) == ("firing", "pending", rule_id)
+    send(runtime.factory, runtime.settings.smtp, row["id"])  # no SMTP host configured
+    [row] = app.test_client().get("/api/v1/notifications?status=unsent").get_json()["notifications"]
+    assert "RULEWATCH_SMTP_HOST" in row["last_error"]
+    assert app.test_client().get("/api/v1/notifications?status=sent").get_json() == {
+        "notifications": []
+    }

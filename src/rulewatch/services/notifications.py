@@ -163,3 +163,27 @@ def _finish(
             update(Notification).where(Notification.id == notification_id).values(**values)
         )
     return status
+
+
+def recent_notifications(session: Session, limit: int, status: str | None) -> list[Notification]:
+    """The newest outbox rows, optionally of one status."""
+    query = select(Notification).order_by(Notification.id.desc()).limit(limit)
+    if status:
+        query = query.where(Notification.status == status)
+    return list(session.scalars(query))
+
+
+def notification_to_dict(n: Notification) -> dict[str, Any]:
+    """The API form of an outbox row (bodies left out)."""
+    return {
+        "id": n.id,
+        "rule_id": n.rule_id,
+        "kind": n.kind,
+        "recipients": n.recipients,
+        "subject": n.subject,
+        "status": n.status,
+        "attempts": n.attempts,
+        "last_error": n.last_error,
+        "created_at": n.created_at.isoformat(),
+        "sent_at": n.sent_at.isoformat() if n.sent_at else None,
+    }

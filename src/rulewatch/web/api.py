@@ -21,6 +21,7 @@ from rulewatch.domain.stability import parse_window
 from rulewatch.models import Verification, utcnow
 from rulewatch.runtime import Runtime
 from rulewatch.schemas import FieldError, RuleInvalid
+from rulewatch.services.notifications import notification_to_dict, recent_notifications
 from rulewatch.services.rules import (
     RuleNotFound,
     create_rule,
@@ -258,3 +259,13 @@ def stability() -> Response:
 
     report = rt.reports.get((window, tag), utcnow(), compute)
     return jsonify(report_to_dict(report, limit, offset, worst_first=order == "worst"))
+
+
+@api.get("/notifications")
+def list_notifications() -> Response:
+    """Outbox rows, newest first: status (pending, sending, sent, failed, unsent), attempts, why."""
+    limit = _int_arg("limit", 50, 1, 1000)
+    status = request.args.get("status")
+    with _rt().factory() as session:
+        rows = recent_notifications(session, limit, status)
+        return jsonify(notifications=[notification_to_dict(n) for n in rows])
