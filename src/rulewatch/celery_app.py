@@ -6,10 +6,11 @@ import contextlib
 from typing import Any
 
 from celery import Celery, Task
+from celery.schedules import crontab
 from flask import Flask
 from kombu import Queue
 
-from rulewatch.config import QUEUES, Settings
+from rulewatch.config import QUEUES, ConfigError, Settings
 
 ROUTES = {
     "rulewatch.verify_all_rules": {"queue": "scheduler"},
@@ -18,6 +19,8 @@ ROUTES = {
     "rulewatch.verify_batch": {"queue": "checks"},
     "rulewatch.get_stable_rates_html": {"queue": "reports"},
     "rulewatch.send_notification": {"queue": "alerts"},
+    "rulewatch.digest": {"queue": "reports"},
+    "rulewatch.queue_digest": {"queue": "alerts"},
 }
 MAX_PRIORITY = 9
 
@@ -55,7 +58,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # the embedded SQLite result backend is written by every pool process at once
         "database_engine_options": {"connect_args": {"timeout": 30}},
         "task_default_priority": 3,
-        "timezone": "UTC",
+        # crontab entries (the digest) read in this zone; messages still carry UTC
+        "timezone": settings.digest_timezone,
         "enable_utc": True,
         "worker_enable_remote_control": not settings.embedded_broker,
         "worker_send_task_events": False,
@@ -66,8 +70,25 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "options": {"expires": max(settings.tick_s * 2, 10)},
             },
             "prune": {"task": "rulewatch.prune", "schedule": 3600.0, "options": {"expires": 3000}},
+            **_digest_entry(settings),
         },
     }
+
+
+def _digest_entry(settings: Settings) -> dict[str, Any]:
+    """The stability digest on its cron, evaluated in its own timezone (DST included)."""
+    if not settings.digest_cron:
+        return {}
+    fields = settings.digest_cron.split()
+    if len(fields) != 5:
+        raise ConfigError(
+            f"RULEWATCH_DIGEST_CRON={settings.digest_cron!r} needs five fields: "
+            "minute hour day-of-month month day-of-week"
+        )
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    schedule = crontab(minute=minute, hour=hour, day_of_month=day_of_month,
+                       month_of_year=month_of_year, day_of_week=day_of_week)  # fmt: skip
+    return {"stability-digest": {"task": "rulewatch.digest", "schedule": schedule}}
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 QUEUES = ("scheduler", "checks", "interactive", "reports", "alerts")
 
@@ -62,6 +63,10 @@ class Settings:
     base_url: str = "http://127.0.0.1:5000"
     smtp: SmtpSettings = field(default_factory=lambda: SmtpSettings())
     alerts: AlertDefaults = field(default_factory=lambda: AlertDefaults())
+    digest_cron: str = ""  # "m h dom mon dow" in digest_timezone; empty: no digest
+    digest_timezone: str = "UTC"
+    digest_emails: tuple[str, ...] = ()
+    digest_window: str = "7d"
 
     @property
     def embedded_broker(self) -> bool:
@@ -97,11 +102,29 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         base_url=env.get("RULEWATCH_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         smtp=_smtp(env),
         alerts=_alerts(env),
+        digest_cron=env.get("RULEWATCH_DIGEST_CRON", "").strip(),
+        digest_timezone=_zone(env.get("RULEWATCH_DIGEST_TIMEZONE", "UTC")),
+        digest_emails=_emails(env.get("RULEWATCH_DIGEST_EMAILS", "")),
+        digest_window=env.get("RULEWATCH_DIGEST_WINDOW", "7d"),
     )
 
 
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"RULEWATCH_DIGEST_TIMEZONE={name!r} is not a known time zone (like Europe/Berlin)"
+        ) from None
+    return name
+
+
+def _emails(raw: str) -> tuple[str, ...]:
+    return tuple(e.strip() for e in raw.split(",") if e.strip())
+
+
 def _alerts(env: Mapping[str, str]) -> AlertDefaults:
-    emails = tuple(e.strip() for e in env.get("RULEWATCH_ALERT_EMAILS", "").split(",") if e.strip())
+    emails = _emails(env.get("RULEWATCH_ALERT_EMAILS", ""))
     return AlertDefaults(
         emails=emails,
         failure_threshold=int(_number(env, "RULEWATCH_ALERT_FAILURE_THRESHOLD", 3, minimum=1)),

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from celery import Task, group, shared_task
+from celery import Task, chain, group, shared_task
 from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import select
@@ -157,6 +157,29 @@ def send_notification(self: Task[Any, Any], notification_id: int) -> str:
         if self.request.retries >= MAX_SEND_RETRIES:
             return notifications.give_up(rt.factory, notification_id, str(exc))
         raise
+
+
+@_task("rulewatch.digest")
+def digest(window: str | None = None) -> str:
+    """Beat's digest: a chain that renders the stability report, then emails it."""
+    settings = runtime().settings
+    window = window or settings.digest_window
+    steps = chain(
+        get_stable_rates_html.s(window), queue_digest.s(list(settings.digest_emails), window)
+    )
+    return str(steps.apply_async().id)
+
+
+@_task("rulewatch.queue_digest")
+def queue_digest(html: str, emails: list[str], window: str) -> int | None:
+    """Second link of the digest chain: the report HTML becomes an outbox row, then is sent."""
+    rt = runtime()
+    if not emails:
+        return None
+    with transaction(rt.factory) as session:
+        notification_id = notifications.add_digest(session, html, emails, window)
+    enqueue_notifications([notification_id])
+    return notification_id
 
 
 @_task("rulewatch.ping")

@@ -54,7 +54,7 @@ def stack(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     env = {"RULEWATCH_HOME": str(home), "RULEWATCH_DATABASE_URL": url,
            "RULEWATCH_BROKER_URL": broker, "RULEWATCH_RESULT_BACKEND": broker,
            "RULEWATCH_TICK_S": "1", "RULEWATCH_CHUNK_SIZE": "2",
-           "RULEWATCH_CLAIM_TTL_S": "3"}  # fmt: skip
+           "RULEWATCH_CLAIM_TTL_S": "3", "RULEWATCH_DIGEST_EMAILS": "team@example.com"}  # fmt: skip
     log = home / "worker.log"
     worker = spawn(["worker", "-c", "2"], env, log)
     app = create_app(replace(load_settings(env)))
@@ -190,3 +190,25 @@ def _claim_token(factory: Any, rule_id: int) -> str | None:
     with factory() as session:
         token: str | None = session.get(Rule, rule_id).claim_token
         return token
+
+
+def test_it_emails_the_digest_through_a_chain_of_report_and_send(stack: Stack) -> None:
+    from sqlalchemy import select
+
+    from rulewatch.models import Notification
+    from rulewatch.tasks import digest
+
+    stack.client.post("/api/v1/rules", json=http_rule("http://127.0.0.1:9/", name="in digest"))
+    digest.apply_async(args=("24h",)).get(timeout=20)
+    factory = stack.app.extensions["rulewatch"].factory
+
+    def digest_row() -> Notification | None:
+        with factory() as session:
+            row = session.scalar(select(Notification).where(Notification.kind == "digest"))
+            return row if row is not None and row.status != "pending" else None
+
+    row = wait_for(digest_row, 30, "the digest to pass through the chain", stack.log)
+    assert row.recipients == ["team@example.com"]
+    assert row.subject == "rulewatch stability, last 24h"
+    assert "in digest" in row.body_html and "<table>" in row.body_html
+    assert row.status == "unsent" and "RULEWATCH_SMTP_HOST" in (row.last_error or "")

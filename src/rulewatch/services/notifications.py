@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -187,3 +188,15 @@ def notification_to_dict(n: Notification) -> dict[str, Any]:
         "created_at": n.created_at.isoformat(),
         "sent_at": n.sent_at.isoformat() if n.sent_at else None,
     }
+
+
+def add_digest(session: Session, html: str, emails: Sequence[str], window: str) -> int:
+    """An outbox row carrying the stability report as a digest email."""
+    row = Notification(
+        kind="digest", recipients=list(emails), subject=f"rulewatch stability, last {window}",
+        body_text=f"The rulewatch stability report for the last {window} is attached as HTML.",
+        body_html=html, status="pending", attempts=0,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row.id
