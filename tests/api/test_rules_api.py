@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -230,3 +231,42 @@ def test_it_lists_notifications_with_the_reason_they_were_not_sent(app: Flask) -
     assert app.test_client().get("/api/v1/notifications?status=sent").get_json() == {
         "notifications": []
     }
+
+
+def _firing_rule(app: Flask, name: str) -> int:
+    from rulewatch.services.verification import Alerting, Job, _do_verify
+
+    rule = http_rule("http://127.0.0.1:9/", name=name,
+                     alert={"emails": ["ops@example.com"], "failure_threshold": 1})  # fmt: skip
+    rule_id: int = _create(app, rule).get_json()["id"]
+    runtime = app.extensions["rulewatch"]
+    alerting = Alerting(runtime.settings.alerts, "http://x")
+    _do_verify(runtime.factory, Job(rule_id, str(uuid.uuid4())), runtime.probe_context(), alerting)
+    return rule_id
+
+
+def _notifications(app: Flask) -> list[dict[str, Any]]:
+    body = app.test_client().get("/api/v1/notifications").get_json()
+    return list(reversed(body["notifications"]))
+
+
+def test_it_resolves_an_open_incident_when_its_rule_is_disabled_or_deleted(app: Flask) -> None:
+    disabled = _firing_rule(app, "disabled one")
+    deleted = _firing_rule(app, "deleted one")
+    assert disabled != deleted
+    client = app.test_client()
+    assert client.patch(f"/api/v1/rules/{disabled}", json={"enabled": False}).status_code == 200
+    assert client.delete(f"/api/v1/rules/{deleted}").status_code == 204
+    kinds = [(n["kind"], n["subject"], n["rule_id"]) for n in _notifications(app)]
+    assert kinds == [
+        ("firing", "[FIRING] disabled one", disabled),
+        ("firing", "[FIRING] deleted one", None),  # the outbox outlives its rule
+        ("resolved", "[RESOLVED] disabled one", disabled),
+        ("resolved", "[RESOLVED] deleted one", None),
+    ]
+    runtime = app.extensions["rulewatch"]
+    from rulewatch.models import Notification
+
+    with runtime.factory() as session:
+        bodies = [n.body_text for n in session.query(Notification).order_by(Notification.id)]
+    assert "the rule was disabled" in bodies[2] and "the rule was deleted" in bodies[3]

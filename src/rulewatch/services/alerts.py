@@ -12,8 +12,8 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 
 from rulewatch.config import AlertDefaults
-from rulewatch.domain.incidents import AlertPolicy, Event, IncidentState, step
-from rulewatch.models import Notification, Rule
+from rulewatch.domain.incidents import AlertPolicy, Event, IncidentState, close, step
+from rulewatch.models import Notification, Rule, utcnow
 from rulewatch.services.reports import report_environment
 
 
@@ -67,6 +67,24 @@ def record_alerts(
             states,
         )
     notifications = [Notification(**row) for row in rows]
+    session.add_all(notifications)
+    session.flush()
+    return [n.id for n in notifications]
+
+
+def close_incident(
+    session: Session, rule: Rule, reason: str, defaults: AlertDefaults, base_url: str
+) -> list[int]:
+    """Resolve the rule's open incident (it was disabled or is being deleted) and say why."""
+    state, events = close(_state(rule.alert_state), utcnow(), reason)
+    rule.alert_state = _state_json(state)
+    recipients, _ = recipients_and_policy(rule.alert, defaults)
+    if not events or not recipients:
+        return []
+    outcome = Outcome(rule.id, rule.name, rule.alert, None, "pass", utcnow(), [], None)
+    notifications = [
+        Notification(**_notification(outcome, event, recipients, base_url)) for event in events
+    ]
     session.add_all(notifications)
     session.flush()
     return [n.id for n in notifications]
