@@ -173,3 +173,18 @@ class Notification(Base):
     claimed_until: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_notifications_status", "status", "claimed_until"),)
+
+
+class Incident(Base):
+    """A period in which a rule failed enough to alert; a row survives its rule."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rules.id", ondelete="SET NULL"), index=True
+    )
+    rule_name: Mapped[str] = mapped_column(String(200))
+    opened_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    resolve_reason: Mapped[str | None] = mapped_column(Text)

@@ -270,3 +270,19 @@ def test_it_resolves_an_open_incident_when_its_rule_is_disabled_or_deleted(app: 
     with runtime.factory() as session:
         bodies = [n.body_text for n in session.query(Notification).order_by(Notification.id)]
     assert "the rule was disabled" in bodies[2] and "the rule was deleted" in bodies[3]
+
+
+def test_it_lists_open_and_resolved_incidents(app: Flask) -> None:
+    first = _firing_rule(app, "first")
+    second = _firing_rule(app, "second")
+    client = app.test_client()
+    assert {
+        i["rule_id"] for i in client.get("/api/v1/incidents?state=open").get_json()["incidents"]
+    } == {first, second}
+    client.patch(f"/api/v1/rules/{first}", json={"enabled": False})
+    [still_open] = client.get("/api/v1/incidents?state=open").get_json()["incidents"]
+    assert still_open["rule_id"] == second
+    [closed] = client.get(f"/api/v1/incidents?rule_id={first}").get_json()["incidents"]
+    assert closed["state"] == "resolved"
+    assert closed["resolve_reason"] == "the rule was disabled"
+    assert client.get("/api/v1/incidents?state=closed").status_code == 400

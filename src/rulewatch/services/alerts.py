@@ -8,12 +8,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from rulewatch.config import AlertDefaults
 from rulewatch.domain.incidents import AlertPolicy, Event, IncidentState, close, step
-from rulewatch.models import Notification, Rule, utcnow
+from rulewatch.models import Incident, Notification, Rule, utcnow
 from rulewatch.services.reports import report_environment
 
 
@@ -57,6 +57,8 @@ def record_alerts(
             _state(outcome.alert_state), outcome.status, outcome.started_at, policy
         )
         states.append({"b_id": outcome.rule_id, "b_state": _state_json(state)})
+        for event in events:
+            _track_incident(session, outcome.rule_id, outcome.rule_name, event)
         if recipients:
             rows += [_notification(outcome, event, recipients, base_url) for event in events]
     if states:
@@ -78,6 +80,8 @@ def close_incident(
     """Resolve the rule's open incident (it was disabled or is being deleted) and say why."""
     state, events = close(_state(rule.alert_state), utcnow(), reason)
     rule.alert_state = _state_json(state)
+    for event in events:
+        _track_incident(session, rule.id, rule.name, event)
     recipients, _ = recipients_and_policy(rule.alert, defaults)
     if not events or not recipients:
         return []
@@ -88,6 +92,47 @@ def close_incident(
     session.add_all(notifications)
     session.flush()
     return [n.id for n in notifications]
+
+
+def _track_incident(session: Session, rule_id: int, rule_name: str, event: Event) -> None:
+    """An incident row opens with a firing event and closes with a resolved one."""
+    if event.kind == "firing":
+        session.add(
+            Incident(rule_id=rule_id, rule_name=rule_name, opened_at=event.since or event.at)
+        )
+    elif event.kind == "resolved":
+        session.execute(
+            update(Incident)
+            .where(Incident.rule_id == rule_id, Incident.resolved_at.is_(None))
+            .values(resolved_at=event.at, resolve_reason=event.reason or "the rule passes again")
+            .execution_options(synchronize_session=False)
+        )
+
+
+def recent_incidents(
+    session: Session, limit: int, open_only: bool, rule_id: int | None
+) -> list[Incident]:
+    """Incidents, newest first; open ones only, or of one rule, when asked."""
+    query = select(Incident).order_by(Incident.opened_at.desc(), Incident.id.desc()).limit(limit)
+    if open_only:
+        query = query.where(Incident.resolved_at.is_(None))
+    if rule_id is not None:
+        query = query.where(Incident.rule_id == rule_id)
+    return list(session.scalars(query))
+
+
+def incident_to_dict(i: Incident) -> dict[str, Any]:
+    """The API form of an incident."""
+    end = i.resolved_at
+    return {
+        "id": i.id,
+        "rule_id": i.rule_id,
+        "rule_name": i.rule_name,
+        "state": "open" if end is None else "resolved",
+        "opened_at": i.opened_at.isoformat(),
+        "resolved_at": end.isoformat() if end else None,
+        "resolve_reason": i.resolve_reason,
+    }
 
 
 def _notification(

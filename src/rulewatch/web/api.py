@@ -21,7 +21,7 @@ from rulewatch.domain.stability import parse_window
 from rulewatch.models import Rule, Verification, utcnow
 from rulewatch.runtime import Runtime
 from rulewatch.schemas import FieldError, RuleInvalid
-from rulewatch.services.alerts import close_incident
+from rulewatch.services.alerts import close_incident, incident_to_dict, recent_incidents
 from rulewatch.services.notifications import notification_to_dict, recent_notifications
 from rulewatch.services.rules import (
     RuleNotFound,
@@ -285,3 +285,17 @@ def list_notifications() -> Response:
     with _rt().factory() as session:
         rows = recent_notifications(session, limit, status)
         return jsonify(notifications=[notification_to_dict(n) for n in rows])
+
+
+@api.get("/incidents")
+def list_incidents() -> Response:
+    """Incidents, newest first: ``state=open`` for open ones, ``rule_id`` for one rule."""
+    limit = _int_arg("limit", 50, 1, 1000)
+    state = request.args.get("state", "all")
+    if state not in ("open", "all"):
+        raise ApiError(400, "bad_parameter", "state must be open or all",
+                       [FieldError("state", f"got {state!r}")])  # fmt: skip
+    rule_id = _int_arg("rule_id", 0, 1, 2**31 - 1) if "rule_id" in request.args else None
+    with _rt().factory() as session:
+        rows = recent_incidents(session, limit, state == "open", rule_id)
+        return jsonify(incidents=[incident_to_dict(i) for i in rows])
