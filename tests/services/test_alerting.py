@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -111,3 +112,47 @@ def test_it_records_no_notification_for_a_rule_nobody_is_told_about(
     _verify(factory, rule_id, alerting, 2)
     with factory() as session:
         assert list(session.scalars(select(Notification))) == []
+
+
+def test_it_loses_nothing_when_smtp_is_down_as_an_incident_opens(
+    factory: sessionmaker[Session], smtp_port: int
+) -> None:
+    from datetime import timedelta
+
+    from aiosmtpd.controller import Controller
+
+    from rulewatch.services.notifications import TransientSendError, due_for_relay
+
+    smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rulewatch@example.com")
+    tried: list[int] = []
+
+    def send_now(ids: list[int]) -> None:  # what the alerts worker does, SMTP still down
+        for nid in ids:
+            tried.append(nid)
+            with contextlib.suppress(TransientSendError):  # the task retries with backoff
+                send(factory, smtp, nid)
+
+    alerting = Alerting(AlertDefaults(), "http://rulewatch.example", send_now)
+    with transaction(factory) as session:
+        rule = http_rule("http://127.0.0.1:9/", alert={**POLICY, "failure_threshold": 1})
+        rule_id = create_rule(session, rule, utcnow()).id
+    _verify(factory, rule_id, alerting, 1)
+    [nid] = tried
+    with factory() as session:
+        row = session.get(Notification, nid)
+        assert (
+            row is not None and row.status == "pending" and "unreachable" in (row.last_error or "")
+        )
+    box = Inbox()
+    controller = Controller(box, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    try:
+        with transaction(factory) as session:  # a later beat tick relays what is still pending
+            relayed = due_for_relay(session, utcnow() + timedelta(minutes=2))
+        assert relayed == [nid]
+        for relayed_id in relayed:
+            assert send(factory, smtp, relayed_id) == "sent"
+        assert send(factory, smtp, nid) == "sent"  # a duplicate enqueue sends nothing more
+    finally:
+        controller.stop()
+    assert [m["Subject"] for m in box.messages] == ["[FIRING] orders API"]
