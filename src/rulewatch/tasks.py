@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -27,6 +28,7 @@ from rulewatch.services.verification import Alerting, Job, _do_verify, verify_jo
 
 # database or broker trouble is retried; a target that is down is a result, never an exception
 INFRA_ERRORS = (OperationalError, InterfaceError, BrokerError, ConnectionError)
+log = logging.getLogger(__name__)
 MAX_SEND_RETRIES = 8
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -89,9 +91,12 @@ def alerting(rt: Runtime) -> Alerting:
 
 
 def enqueue_notifications(ids: Sequence[int]) -> None:
-    """Ask the alerts workers to send these outbox rows."""
-    for notification_id in ids:
-        send_notification.apply_async(args=(notification_id,))
+    """Ask the alerts workers to send these outbox rows (beat relays any this misses)."""
+    try:
+        for notification_id in ids:
+            send_notification.apply_async(args=(notification_id,))
+    except (BrokerError, ConnectionError) as exc:  # the rows are committed; nothing is lost
+        log.warning("could not enqueue notifications %s now (%s); beat will relay them", ids, exc)
 
 
 def _relay_outbox(rt: Runtime) -> int:
