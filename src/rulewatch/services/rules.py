@@ -9,9 +9,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from rulewatch.config import AlertDefaults
 from rulewatch.domain.schedule import first_due
 from rulewatch.models import Rule, RuleTag
 from rulewatch.schemas import FieldError, RuleInvalid, RuleSpec, validate_rule
+from rulewatch.services.alerts import close_incident
 
 # rules.id is a 32-bit INTEGER: PostgreSQL and SQLite fail on a larger id instead of finding none
 MAX_RULE_ID = 2**31 - 1
@@ -72,6 +74,29 @@ def update_rule(session: Session, rule: Rule, changes: Mapping[str, Any], now: d
         # a claim holds the rule until it expires; the new schedule must not wait for that
         rule.claimed_until = rule.claim_token = None
     return rule
+
+
+def change_rule(
+    session: Session,
+    rule: Rule,
+    changes: Mapping[str, Any],
+    now: datetime,
+    alerts: AlertDefaults,
+    base_url: str,
+) -> list[int]:
+    """update_rule, and a rule disabled with an open incident resolves it; returns outbox ids."""
+    was_enabled = rule.enabled
+    update_rule(session, rule, changes, now)
+    if was_enabled and not rule.enabled:
+        return close_incident(session, rule, "the rule was disabled", alerts, base_url)
+    return []
+
+
+def remove_rule(session: Session, rule: Rule, alerts: AlertDefaults, base_url: str) -> list[int]:
+    """Delete a rule and its history; an open incident is resolved first; returns outbox ids."""
+    ids = close_incident(session, rule, "the rule was deleted", alerts, base_url)
+    session.delete(rule)
+    return ids
 
 
 def _switch_schedule(changes: Mapping[str, Any]) -> dict[str, Any]:

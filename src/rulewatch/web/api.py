@@ -18,18 +18,19 @@ from werkzeug.exceptions import HTTPException
 from rulewatch.celery_app import priority
 from rulewatch.db import transaction
 from rulewatch.domain.stability import parse_window
-from rulewatch.models import Rule, Verification, utcnow
+from rulewatch.models import Verification, utcnow
 from rulewatch.runtime import Runtime
 from rulewatch.schemas import FieldError, RuleInvalid
-from rulewatch.services.alerts import close_incident, incident_to_dict, recent_incidents
+from rulewatch.services.alerts import incident_to_dict, recent_incidents
 from rulewatch.services.notifications import notification_to_dict, recent_notifications
 from rulewatch.services.rules import (
     RuleNotFound,
+    change_rule,
     create_rule,
     get_rule,
     list_rules,
+    remove_rule,
     rule_to_dict,
-    update_rule,
 )
 from rulewatch.services.stability import StabilityReport, report_to_dict, stability_report
 from rulewatch.services.verification import verification_to_dict
@@ -159,31 +160,22 @@ def get_one(rule_id: int) -> Response:
 @api.patch("/rules/<int:rule_id>")
 def patch_rule(rule_id: int) -> Response:
     """Change some fields of a rule; the result is validated as a whole."""
-    notification_ids: list[int] = []
+    settings = _rt().settings
     with _write_rule() as session:
         rule = get_rule(session, rule_id)
-        was_enabled = rule.enabled
-        rule = update_rule(session, rule, _json_body(), utcnow())
-        if was_enabled and not rule.enabled:
-            notification_ids = _close_incident(session, rule, "the rule was disabled")
+        ids = change_rule(session, rule, _json_body(), utcnow(), settings.alerts, settings.base_url)
         body = rule_to_dict(rule)
-    enqueue_notifications(notification_ids)
+    enqueue_notifications(ids)
     return jsonify(body)
-
-
-def _close_incident(session: Session, rule: Rule, reason: str) -> list[int]:
-    settings = _rt().settings
-    return close_incident(session, rule, reason, settings.alerts, settings.base_url)
 
 
 @api.delete("/rules/<int:rule_id>")
 def delete_rule(rule_id: int) -> tuple[str, int]:
     """Delete a rule and its history."""
+    settings = _rt().settings
     with _write() as session:
-        rule = get_rule(session, rule_id)
-        notification_ids = _close_incident(session, rule, "the rule was deleted")
-        session.delete(rule)
-    enqueue_notifications(notification_ids)
+        ids = remove_rule(session, get_rule(session, rule_id), settings.alerts, settings.base_url)
+    enqueue_notifications(ids)
     return "", 204
 
 
