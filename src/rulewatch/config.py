@@ -28,6 +28,8 @@ class SmtpSettings:
     ssl: bool = False
     sender: str = "rulewatch@localhost"
     timeout_s: float = 30.0
+    # a sender holds a row this long; one that dies mid-send leaves it to be sent again after
+    lease_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class AlertDefaults:
     success_threshold: int = 2
     send_on_resolved: bool = True
     reminder_interval_s: int = 0
+    # alerts of one tick wait this long for the rest of the tick's batches, then go as one
+    group_wait_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ def _alerts(env: Mapping[str, str]) -> AlertDefaults:
         success_threshold=int(_number(env, "RULEWATCH_ALERT_SUCCESS_THRESHOLD", 2, minimum=1)),
         send_on_resolved=_flag(env, "RULEWATCH_ALERT_SEND_ON_RESOLVED", default=True),
         reminder_interval_s=_reminder(env),
+        group_wait_s=_number(env, "RULEWATCH_ALERT_GROUP_WAIT_S", 10.0, minimum=0),
     )
 
 
@@ -143,7 +148,8 @@ def _reminder(env: Mapping[str, str]) -> int:
 
 def _smtp(env: Mapping[str, str]) -> SmtpSettings:
     ssl = _flag(env, "RULEWATCH_SMTP_SSL")
-    return SmtpSettings(
+    timeout_s = _number(env, "RULEWATCH_SMTP_TIMEOUT_S", 30.0, minimum=1)
+    smtp = SmtpSettings(
         host=env.get("RULEWATCH_SMTP_HOST", ""),
         port=int(_number(env, "RULEWATCH_SMTP_PORT", 465 if ssl else 25, minimum=1)),
         username=env.get("RULEWATCH_SMTP_USERNAME", ""),
@@ -151,8 +157,15 @@ def _smtp(env: Mapping[str, str]) -> SmtpSettings:
         starttls=_flag(env, "RULEWATCH_SMTP_STARTTLS"),
         ssl=ssl,
         sender=env.get("RULEWATCH_SMTP_FROM", "rulewatch@localhost"),
-        timeout_s=_number(env, "RULEWATCH_SMTP_TIMEOUT_S", 30.0, minimum=1),
+        timeout_s=timeout_s,
+        lease_s=_number(env, "RULEWATCH_SMTP_LEASE_S", max(120.0, 4 * timeout_s), minimum=1),
     )
+    if smtp.lease_s <= 2 * smtp.timeout_s:
+        raise ConfigError(
+            f"RULEWATCH_SMTP_LEASE_S={smtp.lease_s:g} must be more than twice"
+            f" RULEWATCH_SMTP_TIMEOUT_S={smtp.timeout_s:g}, or a slow send could be sent twice"
+        )
+    return smtp
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -114,6 +115,8 @@ class Verification(Base):
     measured: Mapped[dict[str, Any]]
     error: Mapped[str | None] = mapped_column(Text)
     trigger: Mapped[str] = mapped_column(String(12), default="schedule")
+    # run while a maintenance window covered the rule: shown, never counted in rates
+    in_maintenance: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         Index("ix_verifications_rule_started", "rule_id", "started_at"),
@@ -129,6 +132,7 @@ class _RollupColumns:
     passed: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
+    maintenance: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     duration_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
     duration_max_ms: Mapped[float] = mapped_column(Float, default=0.0)
 
@@ -171,8 +175,16 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     claimed_until: Mapped[datetime | None]
+    # who holds the claim: a sender claims a whole group under one token
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    # alerts of one verify_all_rules tick, one kind, one recipient go out as one email
+    group_key: Mapped[str | None] = mapped_column(String(400))
+    details: Mapped[dict[str, Any] | None]  # what the email says, to list it in a group email
 
-    __table_args__ = (Index("ix_notifications_status", "status", "claimed_until"),)
+    __table_args__ = (
+        Index("ix_notifications_status", "status", "claimed_until"),
+        Index("ix_notifications_group", "group_key", "status"),
+    )
 
 
 class Incident(Base):
@@ -188,3 +200,29 @@ class Incident(Base):
     opened_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     resolve_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class MaintenanceWindow(Base):
+    """Planned work: alerts muted and verifications left out of rates while it lasts.
+
+    One-off (``cron`` unset) or recurring (an occurrence of ``duration_s`` at each cron
+    time, read in ``timezone``, from ``starts_at`` until ``ends_at``); for every rule, the
+    rules with a tag, or one rule. Timing rules: ``rulewatch.domain.maintenance``.
+    """
+
+    __tablename__ = "maintenance_windows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[str] = mapped_column(String(8))  # all | rule | tag
+    rule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rules.id", ondelete="CASCADE"), index=True
+    )
+    tag: Mapped[str | None] = mapped_column(String(64))
+    starts_at: Mapped[datetime]
+    duration_s: Mapped[int] = mapped_column(Integer)
+    cron: Mapped[str | None] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    ends_at: Mapped[datetime | None]
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -16,6 +17,7 @@ from pydantic import (
 )
 
 from rulewatch.domain.conditions import ConditionSyntaxError, parse_condition
+from rulewatch.domain.maintenance import MaintenanceError, MaintenanceWindow
 from rulewatch.domain.schedule import Schedule, ScheduleError
 from rulewatch.probes.sql import validate_select
 
@@ -122,12 +124,26 @@ class FieldError:
         return out
 
 
-class RuleInvalid(ValueError):
-    """A rule failed validation; ``errors`` lists every problem found."""
+class InputInvalid(ValueError):
+    """Input failed validation; ``errors`` lists every problem found, ``what`` names the thing."""
+
+    what = "input"
 
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+class RuleInvalid(InputInvalid):
+    """A rule failed validation."""
+
+    what = "rule"
+
+
+class MaintenanceInvalid(InputInvalid):
+    """A maintenance window failed validation."""
+
+    what = "maintenance window"
 
 
 def validate_rule(data: Mapping[str, Any]) -> RuleSpec:
@@ -211,7 +227,9 @@ def _schedule_errors(interval_s: Any, cron: Any, timezone: Any) -> list[FieldErr
     return []
 
 
-def _pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+def _pydantic_errors(
+    exc: ValidationError, prefix: str = "", empty: str = "(rule)"
+) -> list[FieldError]:
     out = []
     for err in exc.errors():
         path = prefix
@@ -223,5 +241,44 @@ def _pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]
                 if path
                 else str(part)
             )
-        out.append(FieldError(path or "(rule)", err["msg"]))
+        out.append(FieldError(path or empty, err["msg"]))
     return out
+
+
+class MaintenanceSpec(_Strict):
+    """A maintenance window as users write it (API JSON)."""
+
+    name: Name
+    scope: Literal["all", "rule", "tag"] = "all"
+    rule_id: Annotated[int, Field(ge=1)] | None = None
+    tag: Tag | None = None
+    starts_at: AwareDatetime
+    duration_s: Annotated[int, Field(ge=60, le=31 * 86400)]
+    cron: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] | None = None
+    timezone: Annotated[str, StringConstraints(max_length=64)] = "UTC"
+    ends_at: AwareDatetime | None = None
+    comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+def validate_maintenance(
+    data: Mapping[str, Any], rule_exists: Callable[[int], bool]
+) -> MaintenanceSpec:
+    """Validate a maintenance window; raise MaintenanceInvalid naming every bad field."""
+    if not isinstance(data, Mapping):
+        raise MaintenanceInvalid([FieldError("(window)", "a window must be an object of fields")])
+    try:
+        spec = MaintenanceSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise MaintenanceInvalid(_pydantic_errors(exc, empty="(window)")) from None
+    window = MaintenanceWindow(
+        starts_at=spec.starts_at, duration_s=spec.duration_s, cron=spec.cron,
+        timezone=spec.timezone, ends_at=spec.ends_at, scope=spec.scope, rule_id=spec.rule_id,
+        tag=spec.tag,
+    )  # fmt: skip
+    try:
+        window.validate()
+    except MaintenanceError as exc:
+        raise MaintenanceInvalid([FieldError(exc.field, str(exc))]) from None
+    if spec.rule_id is not None and not rule_exists(spec.rule_id):
+        raise MaintenanceInvalid([FieldError("rule_id", f"no rule has id {spec.rule_id}")])
+    return spec

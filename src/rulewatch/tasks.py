@@ -49,18 +49,21 @@ def runtime() -> Runtime:
 
 
 @_task("rulewatch.verify")
-def verify(rule_id: int, verification_id: str | None = None, due: str | None = None) -> Any:
-    """Verify one rule now (manual) or for one claimed due time (scheduled)."""
+def verify(
+    rule_id: int, verification_id: str | None = None, due: str | None = None,
+    tick: str | None = None,
+) -> Any:  # fmt: skip
+    """Verify one rule now (manual) or for one claimed due time of a beat tick (scheduled)."""
     rt = runtime()
-    job = Job(rule_id, verification_id or str(uuid.uuid4()), _parse_time(due))
+    job = Job(rule_id, verification_id or str(uuid.uuid4()), _parse_time(due), tick)
     return _do_verify(rt.factory, job, rt.probe_context(), alerting(rt))
 
 
 @_task("rulewatch.verify_batch")
-def verify_batch(items: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+def verify_batch(items: Sequence[Sequence[Any]], tick: str | None = None) -> list[dict[str, Any]]:
     """Verify a chunk of rules concurrently and record them in one transaction."""
     rt = runtime()
-    jobs = [Job(int(r), str(v), _parse_time(d)) for r, v, d in items]
+    jobs = [Job(int(r), str(v), _parse_time(d), tick) for r, v, d in items]
     results = verify_jobs(rt.factory, jobs, rt.probe_context(), alerting(rt))
     return [{"id": r["id"], "rule_id": r["rule_id"], "status": r["status"]} for r in results]
 
@@ -72,14 +75,14 @@ def verify_all_rules(force: bool = False) -> dict[str, int]:
     rt = runtime()
     if force:
         return {"dispatched": _dispatch_all_now(rt)}
-    dispatched = 0
+    dispatched, tick = 0, str(uuid.uuid4())  # the tick's alerts are emailed together
     while True:
         with transaction(rt.factory) as session:
             claims = claim_due_rules(
                 session, utcnow(), rt.settings.claim_batch, rt.settings.claim_ttl_s
             )
         if claims:
-            dispatch(claims, rt)
+            dispatch(claims, rt, tick)
         dispatched += len(claims)
         if len(claims) < rt.settings.claim_batch:
             return {"dispatched": dispatched, "notifications_relayed": _relay_outbox(rt)}
@@ -90,11 +93,12 @@ def alerting(rt: Runtime) -> Alerting:
     return Alerting(rt.settings.alerts, rt.settings.base_url, enqueue_notifications)
 
 
-def enqueue_notifications(ids: Sequence[int]) -> None:
-    """Ask the alerts workers to send these outbox rows (beat relays any this misses)."""
+def enqueue_notifications(ids: Sequence[int], countdown_s: float = 0) -> None:
+    """Ask the alerts workers to send these outbox rows, after ``countdown_s`` (a tick's
+    alerts wait for the tick's other batches, to go out together); beat relays any missed."""
     try:
         for notification_id in ids:
-            send_notification.apply_async(args=(notification_id,))
+            send_notification.apply_async(args=(notification_id,), countdown=countdown_s)
     except (BrokerError, ConnectionError) as exc:  # the rows are committed; nothing is lost
         log.warning("could not enqueue notifications %s now (%s); beat will relay them", ids, exc)
 
@@ -106,21 +110,21 @@ def _relay_outbox(rt: Runtime) -> int:
     return len(ids)
 
 
-def dispatch(claims: Sequence[Claim], rt: Runtime) -> None:
+def dispatch(claims: Sequence[Claim], rt: Runtime, tick: str | None = None) -> None:
     """Send claimed runs as one group: single `verify` tasks, or `verify_batch` chunks."""
     size = rt.settings.chunk_size
     chunks = [claims[i : i + size] for i in range(0, len(claims), size)]
     normal = priority(rt.settings, urgent=False)
-    group(_signature(chunk).set(priority=normal) for chunk in chunks).apply_async()
+    group(_signature(chunk, tick).set(priority=normal) for chunk in chunks).apply_async()
 
 
-def _signature(chunk: Sequence[Claim]) -> Any:
+def _signature(chunk: Sequence[Claim], tick: str | None) -> Any:
     limits = time_limits(max(c.timeout_s for c in chunk))
     if len(chunk) == 1:
         c = chunk[0]
-        return verify.si(c.rule_id, c.verification_id, c.due.isoformat()).set(**limits)
+        return verify.si(c.rule_id, c.verification_id, c.due.isoformat(), tick).set(**limits)
     items = [(c.rule_id, c.verification_id, c.due.isoformat()) for c in chunk]
-    return verify_batch.si(items).set(**limits)
+    return verify_batch.si(items, tick).set(**limits)
 
 
 def time_limits(timeout_s: float) -> dict[str, Any]:

@@ -26,7 +26,7 @@ POLICY = {"emails": ["ops@example.com"], "failure_threshold": 3, "success_thresh
 def _alerting(factory: sessionmaker[Session], port: int, **defaults: Any) -> Alerting:
     smtp = SmtpSettings(host="127.0.0.1", port=port, sender="rulewatch@example.com", timeout_s=5)
 
-    def send_all(ids: list[int]) -> None:
+    def send_all(ids: list[int], delay_s: float = 0) -> None:
         for nid in ids:
             send(factory, smtp, nid)
 
@@ -126,7 +126,7 @@ def test_it_loses_nothing_when_smtp_is_down_as_an_incident_opens(
     smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rulewatch@example.com")
     tried: list[int] = []
 
-    def send_now(ids: list[int]) -> None:  # what the alerts worker does, SMTP still down
+    def send_now(ids: list[int], delay_s: float = 0) -> None:  # the alerts worker, SMTP down
         for nid in ids:
             tried.append(nid)
             with contextlib.suppress(TransientSendError):  # the task retries with backoff

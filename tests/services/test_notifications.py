@@ -132,3 +132,35 @@ def test_it_relays_a_forgotten_pending_row_once_per_lease(factory: sessionmaker[
         assert due_for_relay(session, later + timedelta(seconds=10)) == []
     with transaction(factory) as session:
         assert due_for_relay(session, later + timedelta(seconds=400)) == [nid]
+
+
+def test_it_relays_a_row_whose_sender_died_once_its_lease_ran_out(
+    factory: sessionmaker[Session], inbox: Inbox, smtp_port: int
+) -> None:
+    from rulewatch.services.notifications import due_for_relay
+
+    nid = _pending(factory)
+    with transaction(factory) as session:
+        assert claim(session, nid, utcnow(), lease_s=30)  # a worker took it, then was killed
+    with transaction(factory) as session:
+        assert due_for_relay(session, utcnow() + timedelta(seconds=10)) == [], "lease still on"
+    with transaction(factory) as session:
+        assert due_for_relay(session, utcnow() + timedelta(seconds=31)) == [nid]
+    assert _row(factory, nid).status == "pending"
+    assert send(factory, _settings(smtp_port), nid) == "sent"
+    assert len(inbox.messages) == 1 and _row(factory, nid).attempts == 2
+
+
+def test_a_sender_whose_lease_ran_out_does_not_overwrite_the_next_sender(
+    factory: sessionmaker[Session], inbox: Inbox, smtp_port: int
+) -> None:
+    from rulewatch.services.notifications import _finish
+
+    nid = _pending(factory)
+    with transaction(factory) as session:
+        stale = claim(session, nid, utcnow() - timedelta(seconds=200), lease_s=120)
+    assert stale is not None
+    assert send(factory, _settings(smtp_port), nid) == "sent"  # the lease ran out: sent again
+    assert _finish(factory, stale, "pending", "the first sender's late answer") == "pending"
+    row = _row(factory, nid)
+    assert (row.status, row.last_error) == ("sent", None), "the late answer changed nothing"

@@ -25,15 +25,19 @@ class Counts:
     passed: int = 0
     failed: int = 0
     errors: int = 0
+    maintenance: int = 0  # run inside a maintenance window: shown, never in the rate
 
     def __post_init__(self) -> None:
-        if min(self.passed, self.failed, self.errors) < 0:
+        if min(self.passed, self.failed, self.errors, self.maintenance) < 0:
             raise ValueError(f"counts cannot be negative: {self}")
 
     def __add__(self, other: Counts) -> Counts:
         """Pool two sets of counts."""
         return Counts(
-            self.passed + other.passed, self.failed + other.failed, self.errors + other.errors
+            self.passed + other.passed,
+            self.failed + other.failed,
+            self.errors + other.errors,
+            self.maintenance + other.maintenance,
         )
 
     @property
@@ -43,8 +47,8 @@ class Counts:
 
     @property
     def total(self) -> int:
-        """All verifications, errors included."""
-        return self.passed + self.failed + self.errors
+        """All verifications, errors and those in maintenance included."""
+        return self.passed + self.failed + self.errors + self.maintenance
 
 
 def stability_rate(c: Counts) -> float | None:

@@ -29,6 +29,10 @@ class Outcome:
     started_at: datetime
     conditions: Sequence[Mapping[str, Any]]
     error: str | None
+    # the verify_all_rules tick that dispatched the run: its alerts are grouped per recipient
+    tick: str | None = None
+    # run inside a maintenance window: the incident state is left as it was, nothing is sent
+    in_maintenance: bool = False
 
 
 def recipients_and_policy(
@@ -48,10 +52,18 @@ def recipients_and_policy(
 def record_alerts(
     session: Session, outcomes: Sequence[Outcome], defaults: AlertDefaults, base_url: str
 ) -> list[int]:
-    """Step every rule's incident state; write its notifications; return their ids."""
+    """Step every rule's incident state; write its notifications; return their ids.
+
+    Runs in a maintenance window leave the state as it was: a failure during planned work
+    neither opens, reminds nor resolves, and counting resumes where it stood afterwards.
+    Alerts of a scheduled tick get one row per recipient, keyed so the sender can merge
+    the tick's alerts for that recipient into one email.
+    """
     table: Table = Rule.__table__  # type: ignore[assignment]
     states, rows = [], []
     for outcome in outcomes:
+        if outcome.in_maintenance:
+            continue
         recipients, policy = recipients_and_policy(outcome.alert, defaults)
         state, events = step(
             _state(outcome.alert_state), outcome.status, outcome.started_at, policy
@@ -59,8 +71,16 @@ def record_alerts(
         states.append({"b_id": outcome.rule_id, "b_state": _state_json(state)})
         for event in events:
             _track_incident(session, outcome.rule_id, outcome.rule_name, event)
-        if recipients:
-            rows += [_notification(outcome, event, recipients, base_url) for event in events]
+        for event in events if recipients else ():
+            if outcome.tick is None:
+                rows.append(_notification(outcome, event, recipients, base_url))
+            else:
+                rows += [
+                    _notification(
+                        outcome, event, [to], base_url, f"{event.kind}:{outcome.tick}:{to}"
+                    )
+                    for to in dict.fromkeys(recipients)
+                ]
     if states:
         session.execute(
             update(table)
@@ -136,7 +156,11 @@ def incident_to_dict(i: Incident) -> dict[str, Any]:
 
 
 def _notification(
-    outcome: Outcome, event: Event, recipients: list[str], base_url: str
+    outcome: Outcome,
+    event: Event,
+    recipients: list[str],
+    base_url: str,
+    group_key: str | None = None,
 ) -> dict[str, Any]:
     headline = {"firing": "FIRING", "resolved": "RESOLVED", "reminder": "STILL FIRING",
                 "flapping": "FLAPPING"}.get(event.kind, event.kind.upper())  # fmt: skip
@@ -161,6 +185,8 @@ def _notification(
         "body_html": env.get_template("email/alert.html").render(context),
         "status": "pending",
         "attempts": 0,
+        "group_key": group_key,
+        "details": context,
     }
 
 

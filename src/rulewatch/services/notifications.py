@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -23,57 +24,89 @@ from sqlalchemy.orm import Session, sessionmaker
 from rulewatch.config import SmtpSettings
 from rulewatch.db import transaction
 from rulewatch.models import Notification, utcnow
+from rulewatch.services.reports import report_environment
 
 log = logging.getLogger(__name__)
-LEASE_S = 120
 
 
 class TransientSendError(Exception):
     """SMTP could not take the message now (unreachable, 4xx); worth trying again later."""
 
 
-def claim(session: Session, notification_id: int, now: datetime) -> bool:
-    """Take the row for sending if it is pending or its last sender's lease expired."""
+def _claimable(now: datetime) -> Any:
+    """Rows nobody is sending: pending, or held by a sender whose lease ran out."""
+    return or_(
+        Notification.status == "pending",
+        (Notification.status == "sending") & (Notification.claimed_until < now),
+    )
+
+
+def claim(
+    session: Session, notification_id: int, now: datetime, lease_s: float = 120.0
+) -> str | None:
+    """Take the row, and the pending rows of its group, for sending; return the claim token.
+
+    Rows of one group (one tick's alerts of one kind for one recipient) are claimed under
+    one token and sent as one email. None when the row is sent, failed, or held by another.
+    """
+    token = str(uuid.uuid4())
+    held = {
+        "status": "sending",
+        "claimed_until": now + timedelta(seconds=lease_s),
+        "claim_token": token,
+        "attempts": Notification.attempts + 1,
+    }
     result = session.execute(
         update(Notification)
-        .where(
-            Notification.id == notification_id,
-            or_(
-                Notification.status == "pending",
-                (Notification.status == "sending") & (Notification.claimed_until < now),
-            ),
-        )
-        .values(
-            status="sending",
-            claimed_until=now + timedelta(seconds=LEASE_S),
-            attempts=Notification.attempts + 1,
-        )
+        .where(Notification.id == notification_id, _claimable(now))
+        .values(**held)
         .execution_options(synchronize_session=False)
     )
-    return bool(getattr(result, "rowcount", 0))
+    if not getattr(result, "rowcount", 0):
+        return None
+    group_key = session.scalar(
+        select(Notification.group_key).where(Notification.id == notification_id)
+    )
+    if group_key is not None:
+        session.execute(
+            update(Notification)
+            .where(Notification.group_key == group_key, _claimable(now))
+            .values(**held)
+            .execution_options(synchronize_session=False)
+        )
+    return token
 
 
 def send(factory: sessionmaker[Session], smtp: SmtpSettings, notification_id: int) -> str:
-    """Send one outbox row; returns its final status, or raises TransientSendError."""
+    """Send one outbox row (with its group); returns the final status, or raises
+    TransientSendError after putting the rows back to pending."""
     with transaction(factory) as session:
-        if not claim(session, notification_id, utcnow()):
-            row = session.get(Notification, notification_id)
-            return row.status if row else "missing"
-        row = session.get(Notification, notification_id)
-        assert row is not None
-        message = build_message(row, smtp.sender)
+        token = claim(session, notification_id, utcnow(), smtp.lease_s)
+        if token is None:
+            status = session.scalar(
+                select(Notification.status).where(Notification.id == notification_id)
+            )
+            return status or "missing"
+        rows = list(
+            session.scalars(
+                select(Notification)
+                .where(Notification.claim_token == token)
+                .order_by(Notification.id)
+            )
+        )
+        message = build_message(rows, smtp.sender)
     if not smtp.host:
         reason = "not sent: no SMTP server configured (set RULEWATCH_SMTP_HOST)"
-        log.warning("notification %s %s", notification_id, reason)
-        return _finish(factory, notification_id, "unsent", reason)
+        log.warning("notifications %s %s", [r.id for r in rows], reason)
+        return _finish(factory, token, "unsent", reason)
     try:
         deliver(message, smtp)
     except TransientSendError as exc:
-        _finish(factory, notification_id, "pending", str(exc))
+        _finish(factory, token, "pending", str(exc))
         raise
     except (smtplib.SMTPException, ValueError) as exc:
-        return _finish(factory, notification_id, "failed", f"SMTP refused it: {exc}")
-    return _finish(factory, notification_id, "sent", None)
+        return _finish(factory, token, "failed", f"SMTP refused it: {exc}")
+    return _finish(factory, token, "sent", None)
 
 
 RELAY_AFTER_S = 60
@@ -81,42 +114,83 @@ RELAY_LEASE_S = 300
 
 
 def due_for_relay(session: Session, now: datetime, limit: int = 500) -> list[int]:
-    """Pending rows nobody has been asked to send for a while (a lost enqueue, a restart).
+    """Rows whose sending nobody is about to attempt: pending for a while with no enqueue
+    in flight (a lost enqueue, a restart), or held by a sender that died (lease ran out).
 
     Each is leased for RELAY_LEASE_S so one beat tick enqueues it, not every tick.
     """
-    stale = (
+    stale = or_(
         (Notification.status == "pending")
         & (Notification.created_at < now - timedelta(seconds=RELAY_AFTER_S))
-        & or_(Notification.claimed_until.is_(None), Notification.claimed_until < now)
+        & or_(Notification.claimed_until.is_(None), Notification.claimed_until < now),
+        (Notification.status == "sending") & (Notification.claimed_until < now),
     )
     ids = list(session.scalars(select(Notification.id).where(stale).limit(limit)))
     if ids:
         session.execute(
             update(Notification)
             .where(Notification.id.in_(ids), stale)
-            .values(claimed_until=now + timedelta(seconds=RELAY_LEASE_S))
+            .values(status="pending", claimed_until=now + timedelta(seconds=RELAY_LEASE_S))
             .execution_options(synchronize_session=False)
         )
     return ids
 
 
 def give_up(factory: sessionmaker[Session], notification_id: int, reason: str) -> str:
-    """Mark a row failed after its last retry."""
-    return _finish(factory, notification_id, "failed", f"gave up after retries: {reason}")
+    """Mark a row, and the unsent rows of its group, failed after its last retry."""
+    with transaction(factory) as session:
+        group_key = session.scalar(
+            select(Notification.group_key).where(Notification.id == notification_id)
+        )
+        same = Notification.id == notification_id
+        if group_key is not None:
+            same = or_(same, Notification.group_key == group_key)
+        session.execute(
+            update(Notification)
+            .where(same, _claimable(utcnow()))
+            .values(status="failed", last_error=f"gave up after retries: {reason}",
+                    claimed_until=None, claim_token=None)
+            .execution_options(synchronize_session=False)
+        )  # fmt: skip
+    return "failed"
 
 
-def build_message(row: Notification, sender: str) -> EmailMessage:
-    """A multipart (text and HTML) message with a Message-ID fixed by the row's id."""
+def build_message(rows: Sequence[Notification], sender: str) -> EmailMessage:
+    """A multipart (text and HTML) message for one row, or one listing a group's rows.
+
+    The Message-ID is fixed by the first row's id, so a resend after a crash can be
+    recognised as the same message by mail clients.
+    """
+    first = rows[0]
+    if len(rows) == 1 or any(r.details is None for r in rows):
+        subject, text, html = first.subject, first.body_text, first.body_html
+    else:
+        subject, text, html = render_group(rows)
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = ", ".join(row.recipients)
-    message["Subject"] = row.subject
+    message["To"] = ", ".join(first.recipients)
+    message["Subject"] = subject
     domain = sender.rsplit("@", 1)[-1] or "rulewatch"
-    message["Message-ID"] = make_msgid(idstring=f"rulewatch-notification-{row.id}", domain=domain)
-    message.set_content(row.body_text)
-    message.add_alternative(row.body_html, subtype="html")
+    message["Message-ID"] = make_msgid(idstring=f"rulewatch-notification-{first.id}", domain=domain)
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
     return message
+
+
+def render_group(rows: Sequence[Notification]) -> tuple[str, str, str]:
+    """Subject, text and HTML of one email that lists the alerts of several rules."""
+    alerts = [row.details or {} for row in rows]
+    headline = alerts[0].get("headline", rows[0].kind.upper())
+    names = [str(a.get("rule_name")) for a in alerts]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    subject = f"[{headline}] {len(rows)} rules: {shown}"
+    context = {"headline": headline, "kind": rows[0].kind, "alerts": alerts, "count": len(rows)}
+    env = report_environment()
+    return (
+        subject,
+        env.get_template("email/group.txt").render(context),
+        env.get_template("email/group.html").render(context),
+    )
 
 
 def deliver(message: EmailMessage, smtp: SmtpSettings) -> None:
@@ -153,15 +227,20 @@ def _connect(smtp: SmtpSettings) -> Any:
     return smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s)
 
 
-def _finish(
-    factory: sessionmaker[Session], notification_id: int, status: str, error: str | None
-) -> str:
-    values: dict[str, Any] = {"status": status, "last_error": error, "claimed_until": None}
+def _finish(factory: sessionmaker[Session], token: str, status: str, error: str | None) -> str:
+    """Mark the rows still held under ``token``; a sender whose lease ran out and whose rows
+    were claimed again by another marks nothing."""
+    values: dict[str, Any] = {
+        "status": status, "last_error": error, "claimed_until": None, "claim_token": None,
+    }  # fmt: skip
     if status == "sent":
         values["sent_at"] = utcnow()
     with transaction(factory) as session:
         session.execute(
-            update(Notification).where(Notification.id == notification_id).values(**values)
+            update(Notification)
+            .where(Notification.claim_token == token, Notification.status == "sending")
+            .values(**values)
+            .execution_options(synchronize_session=False)
         )
     return status
 
@@ -185,6 +264,7 @@ def notification_to_dict(n: Notification) -> dict[str, Any]:
         "status": n.status,
         "attempts": n.attempts,
         "last_error": n.last_error,
+        "group_key": n.group_key,
         "created_at": n.created_at.isoformat(),
         "sent_at": n.sent_at.isoformat() if n.sent_at else None,
     }

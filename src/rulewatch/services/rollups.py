@@ -22,6 +22,7 @@ class Sample:
     started_at: datetime
     status: str
     duration_ms: float
+    in_maintenance: bool = False  # counted apart: never in a rate
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -45,12 +46,13 @@ def add_samples(session: Session, samples: Iterable[Sample]) -> None:
 
 def _aggregate(samples: list[Sample], bucket_of: Any) -> list[dict[str, Any]]:
     acc: dict[tuple[int, datetime], dict[str, Any]] = defaultdict(
-        lambda: {"passed": 0, "failed": 0, "errors": 0, "duration_sum_ms": 0.0,
-                 "duration_max_ms": 0.0}
+        lambda: {"passed": 0, "failed": 0, "errors": 0, "maintenance": 0,
+                 "duration_sum_ms": 0.0, "duration_max_ms": 0.0}
     )  # fmt: skip
     for s in samples:
         row = acc[(s.rule_id, bucket_of(s.started_at))]
-        row[{"pass": "passed", "fail": "failed"}.get(s.status, "errors")] += 1
+        counter = {"pass": "passed", "fail": "failed"}.get(s.status, "errors")
+        row["maintenance" if s.in_maintenance else counter] += 1
         row["duration_sum_ms"] += s.duration_ms
         row["duration_max_ms"] = max(row["duration_max_ms"], s.duration_ms)
     # sorted keys keep lock order stable across concurrent writers (no deadlocks)
@@ -59,7 +61,7 @@ def _aggregate(samples: list[Sample], bucket_of: Any) -> list[dict[str, Any]]:
 
 def _upsert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     dialect = session.get_bind().dialect.name
-    counters = ("passed", "failed", "errors", "duration_sum_ms")
+    counters = ("passed", "failed", "errors", "maintenance", "duration_sum_ms")
     if dialect in ("mysql", "mariadb"):
         from sqlalchemy.dialects.mysql import insert as mysql_insert
 

@@ -54,8 +54,8 @@ def stability_report(
     if tag:
         query = query.where(Rule.id.in_(select(RuleTag.rule_id).where(RuleTag.tag == tag)))
     rules = [
-        rule_stability(rid, name, Counts(int(p), int(f), int(e)), target)
-        for rid, name, target, p, f, e in session.execute(query.order_by(Rule.name))
+        rule_stability(rid, name, Counts(int(p), int(f), int(e), int(m)), target)
+        for rid, name, target, p, f, e, m in session.execute(query.order_by(Rule.name))
     ]
     start = _window_start(plan.hourly, plan.daily, now - span)
     return StabilityReport(window, start, now, tag, rules, summarize(rules))
@@ -73,6 +73,7 @@ def _sums(
             func.sum(model.passed).label("passed"),
             func.sum(model.failed).label("failed"),
             func.sum(model.errors).label("errors"),
+            func.sum(model.maintenance).label("maintenance"),
         )
         .where(or_(*(and_(model.bucket >= a, model.bucket < b) for a, b in ranges)))
         .group_by(model.rule_id)
@@ -81,11 +82,11 @@ def _sums(
 
 
 def _pooled(*parts: Subquery | None) -> list[Any]:
-    """passed, failed and errors summed over the parts that exist (0 where none)."""
+    """passed, failed, errors and maintenance summed over the parts that exist (0 where none)."""
     present = [p for p in parts if p is not None]
     return [
         sum((func.coalesce(p.c[name], 0) for p in present), literal(0)).label(name)
-        for name in ("passed", "failed", "errors")
+        for name in ("passed", "failed", "errors", "maintenance")
     ]
 
 
@@ -167,4 +168,4 @@ class ReportCache:
 
 
 def _counts(c: Counts) -> dict[str, int]:
-    return {"pass": c.passed, "fail": c.failed, "error": c.errors}
+    return {"pass": c.passed, "fail": c.failed, "error": c.errors, "maintenance": c.maintenance}

@@ -31,6 +31,7 @@ from rulewatch.models import Rule, Verification, utcnow
 from rulewatch.probes import ProbeContext, run_probe
 from rulewatch.probes.runner import probe_runner
 from rulewatch.services.alerts import Outcome, record_alerts
+from rulewatch.services.maintenance import maintenance_of
 from rulewatch.services.rollups import Sample, add_samples
 from rulewatch.services.scheduling import verification_id_for
 
@@ -45,6 +46,7 @@ class Job:
     rule_id: int
     verification_id: str
     due: datetime | None = None
+    tick: str | None = None  # the verify_all_rules tick that dispatched it, if any
 
     @property
     def trigger(self) -> str:
@@ -78,8 +80,9 @@ class Alerting:
 
     defaults: AlertDefaults
     base_url: str
-    # called with the new notification ids once they are committed (a task enqueues them)
-    on_notifications: Callable[[list[int]], None] = lambda ids: None
+    # called with the new notification ids once they are committed, and how long to wait
+    # before sending (a tick's alerts wait for the tick's other batches); a task enqueues them
+    on_notifications: Callable[[list[int], float], None] = lambda ids, delay_s: None
 
 
 def verify_jobs(
@@ -98,7 +101,10 @@ def verify_jobs(
             notification_ids, recorded = _record_all(session, probed, alerting)
             results.update(recorded)
     if alerting is not None and notification_ids:
-        alerting.on_notifications(notification_ids)
+        grouped = any(job.tick for job in jobs)
+        alerting.on_notifications(
+            notification_ids, alerting.defaults.group_wait_s if grouped else 0
+        )
     return [results[job.verification_id] for job in jobs]
 
 
@@ -247,6 +253,7 @@ def _record_all(
     outlived its claim, while another dispatch of the same due time ran, records nothing.
     """
     claims, alerts = _lock_rules(session, {item.prepared.job.rule_id for item in probed})
+    muted = maintenance_of(session, [(i.prepared.job.rule_id, i.started_at) for i in probed])
     results: dict[str, dict[str, Any]] = {}
     recorded: list[tuple[_Probed, dict[str, Any]]] = []
     for item in probed:
@@ -257,7 +264,7 @@ def _record_all(
             reason = "claim superseded while probing: another run records this due time"
             results[job.verification_id] = _skipped(job, reason)
         else:
-            row = _verification_row(item)
+            row = _verification_row(item, (job.rule_id, item.started_at) in muted)
             recorded.append((item, row))
             results[job.verification_id] = verification_to_dict(row, item.prepared.name)
     notification_ids: list[int] = []
@@ -277,7 +284,8 @@ def _outcome(item: _Probed, row: Mapping[str, Any], alert: tuple[Any, Any]) -> O
     return Outcome(
         rule_id=row["rule_id"], rule_name=item.prepared.name, alert=alert[0],
         alert_state=alert[1], status=row["status"], started_at=row["started_at"],
-        conditions=row["conditions"], error=row["error"],
+        conditions=row["conditions"], error=row["error"], tick=item.prepared.job.tick,
+        in_maintenance=row["in_maintenance"],
     )  # fmt: skip
 
 
@@ -297,7 +305,7 @@ def _lock_rules(
     return claims, {rid: (alert, state) for rid, _, _, alert, state in rows}
 
 
-def _verification_row(item: _Probed) -> dict[str, Any]:
+def _verification_row(item: _Probed, in_maintenance: bool) -> dict[str, Any]:
     job, obs = item.prepared.job, item.observation
     try:
         outcomes = evaluate_all(item.prepared.conditions, obs)
@@ -317,6 +325,7 @@ def _verification_row(item: _Probed) -> dict[str, Any]:
         "measured": obs.measured(),
         "error": error,
         "trigger": job.trigger,
+        "in_maintenance": in_maintenance,
     }
 
 
@@ -349,7 +358,7 @@ def _advance(session: Session, recorded: Sequence[tuple[_Probed, dict[str, Any]]
 
 
 def _sample(v: Mapping[str, Any]) -> Sample:
-    return Sample(v["rule_id"], v["started_at"], v["status"], v["duration_ms"])
+    return Sample(v["rule_id"], v["started_at"], v["status"], v["duration_ms"], v["in_maintenance"])
 
 
 def _outcome_dict(o: ConditionOutcome) -> dict[str, Any]:
@@ -387,6 +396,7 @@ def verification_to_dict(
         "conditions": row["conditions"],
         "measured": row["measured"],
         "error": row["error"],
+        "in_maintenance": bool(row["in_maintenance"]),
     }
 
 

@@ -20,8 +20,16 @@ from rulewatch.db import transaction
 from rulewatch.domain.stability import parse_window
 from rulewatch.models import Verification, utcnow
 from rulewatch.runtime import Runtime
-from rulewatch.schemas import FieldError, RuleInvalid
+from rulewatch.schemas import FieldError, InputInvalid, RuleInvalid
 from rulewatch.services.alerts import incident_to_dict, recent_incidents
+from rulewatch.services.maintenance import (
+    MaintenanceNotFound,
+    create_window,
+    get_window,
+    list_windows,
+    update_window,
+    window_to_dict,
+)
 from rulewatch.services.notifications import notification_to_dict, recent_notifications
 from rulewatch.services.rules import (
     RuleNotFound,
@@ -63,13 +71,15 @@ def _api_error(exc: ApiError) -> tuple[Response, int]:
     return jsonify(error=body), exc.status
 
 
-@api.errorhandler(RuleInvalid)
-def _rule_invalid(exc: RuleInvalid) -> tuple[Response, int]:
-    return _api_error(ApiError(422, "invalid_rule", f"the rule is not valid: {exc}", exc.errors))
+@api.errorhandler(InputInvalid)
+def _input_invalid(exc: InputInvalid) -> tuple[Response, int]:
+    code = "invalid_" + exc.what.replace(" ", "_")
+    return _api_error(ApiError(422, code, f"the {exc.what} is not valid: {exc}", exc.errors))
 
 
 @api.errorhandler(RuleNotFound)
-def _not_found(exc: RuleNotFound) -> tuple[Response, int]:
+@api.errorhandler(MaintenanceNotFound)
+def _not_found(exc: LookupError) -> tuple[Response, int]:
     return _api_error(ApiError(404, "not_found", str(exc)))
 
 
@@ -291,3 +301,42 @@ def list_incidents() -> Response:
     with _rt().factory() as session:
         rows = recent_incidents(session, limit, state == "open", rule_id)
         return jsonify(incidents=[incident_to_dict(i) for i in rows])
+
+
+@api.get("/maintenance")
+def get_maintenance() -> Response:
+    """Maintenance windows, newest first, each with whether it is active and its next run."""
+    now = utcnow()
+    with _rt().factory() as session:
+        return jsonify(maintenance=[window_to_dict(w, now) for w in list_windows(session)])
+
+
+@api.post("/maintenance")
+def post_maintenance() -> tuple[Response, int]:
+    """Plan a maintenance window (one-off, or recurring with ``cron``)."""
+    with _write() as session:
+        window = create_window(session, _json_body())
+        return jsonify(window_to_dict(window, utcnow())), 201
+
+
+@api.get("/maintenance/<int:window_id>")
+def get_one_maintenance(window_id: int) -> Response:
+    """One maintenance window."""
+    with _rt().factory() as session:
+        return jsonify(window_to_dict(get_window(session, window_id), utcnow()))
+
+
+@api.patch("/maintenance/<int:window_id>")
+def patch_maintenance(window_id: int) -> Response:
+    """Change some fields of a window (null clears one); the result is validated as a whole."""
+    with _write() as session:
+        window = update_window(session, get_window(session, window_id), _json_body())
+        return jsonify(window_to_dict(window, utcnow()))
+
+
+@api.delete("/maintenance/<int:window_id>")
+def delete_maintenance(window_id: int) -> tuple[str, int]:
+    """End and forget a maintenance window (verifications already marked stay marked)."""
+    with _write() as session:
+        session.delete(get_window(session, window_id))
+    return "", 204

@@ -1,0 +1,101 @@
+"""Storm grouping: a tick's alerts reach each recipient as one email listing them all."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from rulewatch.config import AlertDefaults, SmtpSettings
+from rulewatch.db import transaction
+from rulewatch.models import Notification, utcnow
+from rulewatch.probes import ProbeContext
+from rulewatch.services.notifications import send
+from rulewatch.services.rules import create_rule
+from rulewatch.services.verification import Alerting, Job, verify_jobs
+from tests.smtp_server import Inbox
+from tests.targets import http_rule
+
+CTX = ProbeContext(datasources={})
+DOWN = "http://127.0.0.1:9/"  # nothing listens on the discard port
+
+
+def _rules(factory: sessionmaker[Session], names: list[str], emails: list[str]) -> list[int]:
+    alert = {"emails": emails, "failure_threshold": 1}
+    with transaction(factory) as session:
+        return [create_rule(session, http_rule(DOWN, name=n, alert=alert), utcnow()).id
+                for n in names]  # fmt: skip
+
+
+def _collect(calls: list[tuple[list[int], float]]) -> Alerting:
+    return Alerting(
+        AlertDefaults(group_wait_s=7), "http://rw.example", lambda ids, d: calls.append((ids, d))
+    )
+
+
+def _parts(message: Any) -> dict[str, str]:
+    return {p.get_content_type(): p.get_payload(decode=True).decode() for p in message.walk()
+            if not p.is_multipart()}  # fmt: skip
+
+
+def test_it_sends_each_recipient_one_email_for_the_failures_of_a_tick(
+    factory: sessionmaker[Session], inbox: Inbox, smtp_port: int
+) -> None:
+    ops_only = _rules(factory, ["api a", "api b", "api c"], ["ops@example.com"])
+    shared = _rules(factory, ["db x", "db y"], ["ops@example.com", "dev@example.com"])
+    calls: list[tuple[list[int], float]] = []
+    alerting, tick = _collect(calls), str(uuid.uuid4())
+    # two chunks of one tick, recorded by different batches (workers) at different times
+    for chunk in (ops_only[:2], ops_only[2:] + shared):
+        jobs = [Job(rid, str(uuid.uuid4()), None, tick) for rid in chunk]
+        verify_jobs(factory, jobs, CTX, alerting)
+    assert [delay for _, delay in calls] == [7, 7], "a tick's alerts wait for its other batches"
+    ids = [nid for batch, _ in calls for nid in batch]
+    assert len(ids) == 3 + 2 * 2, "one row per rule and recipient"
+    smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rw@example.com", timeout_s=5)
+    statuses = [send(factory, smtp, nid) for nid in ids]
+    assert statuses[0] == "sent"
+    by_to = {m["To"]: m for m in inbox.messages}
+    assert len(inbox.messages) == 2 and set(by_to) == {"ops@example.com", "dev@example.com"}
+    ops, dev = by_to["ops@example.com"], by_to["dev@example.com"]
+    assert ops["Subject"] == "[FIRING] 5 rules: api a, api b, api c and 2 more"
+    assert dev["Subject"] == "[FIRING] 2 rules: db x, db y"
+    for name in ("api a", "api b", "api c", "db x", "db y"):
+        assert name in _parts(ops)["text/plain"] and name in _parts(ops)["text/html"]
+    assert "api a" not in _parts(dev)["text/plain"]
+    assert (
+        "unreachable" in _parts(ops)["text/plain"].lower()
+        or "connect" in _parts(ops)["text/plain"].lower()
+    ), "each rule's last error is listed"
+    with factory() as session:
+        rows = list(session.scalars(select(Notification)))
+    assert {r.status for r in rows} == {"sent"} and {r.attempts for r in rows} == {1}
+
+
+def test_it_sends_a_manual_verification_s_alert_alone_and_at_once(
+    factory: sessionmaker[Session], inbox: Inbox, smtp_port: int
+) -> None:
+    ids = _rules(factory, ["api a", "api b"], ["ops@example.com"])
+    calls: list[tuple[list[int], float]] = []
+    verify_jobs(factory, [Job(rid, str(uuid.uuid4())) for rid in ids], CTX, _collect(calls))
+    [(sent_ids, delay)] = calls
+    assert delay == 0
+    smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rw@example.com", timeout_s=5)
+    for nid in sent_ids:
+        send(factory, smtp, nid)
+    assert sorted(m["Subject"] for m in inbox.messages) == ["[FIRING] api a", "[FIRING] api b"]
+
+
+def test_it_keeps_ticks_apart(factory: sessionmaker[Session], inbox: Inbox, smtp_port: int) -> None:
+    first, second = _rules(factory, ["api a", "api b"], ["ops@example.com"])
+    calls: list[tuple[list[int], float]] = []
+    alerting = _collect(calls)
+    for rid in (first, second):  # the same recipient, two ticks
+        verify_jobs(factory, [Job(rid, str(uuid.uuid4()), None, str(uuid.uuid4()))], CTX, alerting)
+    smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rw@example.com", timeout_s=5)
+    for batch, _ in calls:
+        for nid in batch:
+            send(factory, smtp, nid)
+    assert sorted(m["Subject"] for m in inbox.messages) == ["[FIRING] api a", "[FIRING] api b"]
