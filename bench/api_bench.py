@@ -43,9 +43,12 @@ from bench.common import (  # noqa: E402
 )
 from rulewatch import create_app  # noqa: E402
 from rulewatch.config import load_settings  # noqa: E402
+from rulewatch.db import transaction  # noqa: E402
 from rulewatch.models import utcnow  # noqa: E402
 from rulewatch.services.rules import list_rules, rule_to_dict  # noqa: E402
 from rulewatch.services.stability import report_to_dict, stability_report  # noqa: E402
+from rulewatch.services.tokens import create_token  # noqa: E402
+from rulewatch.services.users import create_user, generate_password  # noqa: E402
 
 GOAL_P95_MS = 100
 ENDPOINTS = {"stability_30d": "/api/v1/stability?window=30d", "rules_page": "/api/v1/rules"}
@@ -59,8 +62,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             env = {**os.environ, "RULEWATCH_HOME": str(home), "RULEWATCH_DATABASE_URL": db.url,
                    "RULEWATCH_BROKER_URL": "memory://",
                    "RULEWATCH_RESULT_BACKEND": "cache+memory://"}  # fmt: skip
-            in_process = _in_process(env, db, args)
-            served = _served(env, home, args)
+            auth = {"Authorization": f"Bearer {_viewer_token(env)}"}
+            in_process = _in_process(env, db, args, auth)
+            served = _served(env, home, args, auth)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     endpoints = {name: {**served[name], "in_process": in_process[name]} for name in ENDPOINTS}
@@ -79,10 +83,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _in_process(env: dict[str, str], db: BenchDatabase, args: argparse.Namespace) -> Any:
+def _viewer_token(env: dict[str, str]) -> str:
+    """A bearer token of a viewer: the API answers only callers who sign in."""
+    app = create_app(load_settings(env))
+    with transaction(app.extensions["rulewatch"].factory) as session:
+        user = create_user(session, "bench", "viewer", generate_password(), utcnow())
+        text = create_token(session, user, "api bench", utcnow())[1]
+    app.extensions["rulewatch"].engine.dispose()
+    return text
+
+
+def _in_process(
+    env: dict[str, str], db: BenchDatabase, args: argparse.Namespace, auth: dict[str, str]
+) -> Any:
     """Check both endpoints through the Flask test client and time their parts, no HTTP."""
     app = create_app(load_settings(env))
     client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = auth["Authorization"]
     factory = app.extensions["rulewatch"].factory
     out: dict[str, Any] = {}
     for name, path in ENDPOINTS.items():
@@ -141,7 +158,9 @@ def _profile(call: Callable[[], Any], name: str) -> None:
     say(f"--- profile of one in-process {name} request ---\n{text.getvalue()}")
 
 
-def _served(env: dict[str, str], home: Path, args: argparse.Namespace) -> dict[str, Any]:
+def _served(
+    env: dict[str, str], home: Path, args: argparse.Namespace, auth: dict[str, str]
+) -> dict[str, Any]:
     """Serve with gunicorn in a subprocess and load each endpoint over HTTP."""
     port = free_port()
     log_path = home / "web.log"
@@ -159,7 +178,7 @@ def _served(env: dict[str, str], home: Path, args: argparse.Namespace) -> dict[s
             except RuntimeError:
                 say(log_path.read_text(errors="replace")[-3000:])
                 raise
-            return asyncio.run(_load_all(base, proc.pid, args))
+            return asyncio.run(_load_all(base, proc.pid, args, auth))
         finally:
             proc.terminate()
             try:
@@ -169,11 +188,14 @@ def _served(env: dict[str, str], home: Path, args: argparse.Namespace) -> dict[s
                 proc.wait(10)
 
 
-async def _load_all(base: str, server_pid: int, args: argparse.Namespace) -> dict[str, Any]:
+async def _load_all(
+    base: str, server_pid: int, args: argparse.Namespace, auth: dict[str, str]
+) -> dict[str, Any]:
     out: dict[str, Any] = {"cpu_s": {}}
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    client = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=auth)
+    async with client as session:
         for name, path in ENDPOINTS.items():
             await _load(session, base + path, args.warmup, args.concurrency)
             cpu0 = _cpu(server_pid)

@@ -18,6 +18,7 @@ from rulewatch import create_app
 from rulewatch.config import Settings, load_settings
 from rulewatch.db import make_engine, make_session_factory
 from rulewatch.migrate import upgrade
+from tests.auth import sign_in_test_clients
 from tests.smtp_server import inbox, smtp_port  # noqa: F401  (fixtures)
 
 PG_ADMIN_URL = os.environ.get(
@@ -113,7 +114,8 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings) -> Flask:
-    """The Flask app under test."""
+    """The Flask app under test; its test clients send an admin's token (``token=None``: none)."""
     app = create_app(settings)
     app.config["TESTING"] = True
+    sign_in_test_clients(app)
     return app

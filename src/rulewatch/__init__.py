@@ -18,7 +18,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from rulewatch import tasks  # noqa: F401  (registers the tasks with Celery)
     from rulewatch.celery_app import celery_init_app
-    from rulewatch.config import load_settings
+    from rulewatch.config import load_settings, secret_key
     from rulewatch.runtime import Runtime
     from rulewatch.web import init_app as init_web
 
@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.home.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config["SECRET_KEY"] = secret_key(settings)  # signs session cookies
     app.extensions["rulewatch"] = Runtime(settings)
     celery_init_app(app, settings)
     init_web(app)

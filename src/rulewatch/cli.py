@@ -6,6 +6,7 @@ import json
 import socket
 import sys
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from flask import Flask
 from rulewatch import create_app
 from rulewatch.config import QUEUES, ConfigError, load_settings
 from rulewatch.db import transaction
+from rulewatch.domain.access import ROLES
 from rulewatch.models import DataSource, utcnow
 from rulewatch.runtime import Runtime
 from rulewatch.schemas import RuleInvalid
@@ -50,6 +52,7 @@ def up(host: str, port: int, concurrency: int) -> None:
     app = _app()
     settings = _rt(app).settings
     _upgrade(settings.database_url)
+    _first_admin(_rt(app))
     click.echo(f"rulewatch home: {settings.home}")
     click.echo(f"UI:  http://{host}:{port}/reports/stability")
     click.echo(f"API: http://{host}:{port}/api/v1/rules")
@@ -217,3 +220,130 @@ def datasources_list() -> None:
     with rt.factory() as session:
         for name in sorted(datasources_for(session, rt.settings.datasources)):
             click.echo(name)
+
+
+def _first_admin(rt: Runtime) -> None:
+    """With no user yet, create `admin` (RULEWATCH_ADMIN_PASSWORD, or a random password)."""
+    from rulewatch.services.users import UserInvalid, create_user, generate_password, has_users
+
+    password = rt.settings.admin_password or generate_password()
+    with transaction(rt.factory) as session:
+        if has_users(session):
+            return
+        try:
+            create_user(session, "admin", "admin", password, utcnow())
+        except UserInvalid as exc:
+            raise click.ClickException(f"RULEWATCH_ADMIN_PASSWORD is not usable: {exc}") from None
+    if rt.settings.admin_password:
+        click.echo(
+            "created user 'admin' (role admin) with the password in RULEWATCH_ADMIN_PASSWORD"
+        )
+    else:
+        click.echo(f"created user 'admin' (role admin) with password {password}")
+        click.echo("  (shown this once: sign in and keep it, or set RULEWATCH_ADMIN_PASSWORD)")
+
+
+@main.group()
+def users() -> None:
+    """People who sign in, each with a role: viewer, editor or admin."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="what the user may do")
+def users_create(name: str, role: str) -> None:
+    """Create user NAME; the password is read from standard input, else generated and printed."""
+    from rulewatch.services.users import UserInvalid, create_user, generate_password
+
+    given = _password_from_stdin()
+    password = given or generate_password()
+    try:
+        with transaction(_rt(_app()).factory) as session:
+            user = create_user(session, name, role, password, utcnow())
+    except UserInvalid as exc:
+        raise click.ClickException(f"user not created: {exc}") from None
+    if given:
+        click.echo(f"user {user.name!r} created with role {role}")
+    else:
+        click.echo(f"user {user.name!r} created with role {role}; password (shown this once):")
+        click.echo(password)
+
+
+def _password_from_stdin() -> str | None:
+    """The first line of standard input, unless it is a terminal (no echo-free prompt here)."""
+    if sys.stdin.isatty():
+        return None
+    return sys.stdin.readline().rstrip("\r\n") or None
+
+
+@users.command("list")
+def users_list() -> None:
+    """List users with their role and last sign-in."""
+    from rulewatch.services.users import list_users
+
+    with _rt(_app()).factory() as session:
+        for user in list_users(session):
+            last = _when(user.last_login_at) or "never signed in"
+            click.echo(f"{user.name:<24} {user.role:<7} {last}")
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else None
+
+
+@main.group()
+def tokens() -> None:
+    """Bearer tokens for the API and scripts."""
+
+
+@tokens.command("create")
+@click.option("--user", "name", required=True, help="the user the token acts as")
+@click.option("--label", default=None, help="what the token is for, shown in listings")
+def tokens_create(name: str, label: str | None) -> None:
+    """Create a token for a user; the token is printed alone on the last line, this once."""
+    from rulewatch.services.tokens import TokenInvalid, create_token
+    from rulewatch.services.users import UserNotFound, get_user
+
+    try:
+        with transaction(_rt(_app()).factory) as session:
+            user = get_user(session, name)
+            token, text = create_token(session, user, label, utcnow())
+    except UserNotFound as exc:
+        raise click.ClickException(f"{exc}: `rulewatch users list` shows them") from None
+    except TokenInvalid as exc:
+        raise click.ClickException(f"token not created: {exc}") from None
+    click.echo(f"token {token.id} for {user.name!r} created; it is shown this once:")
+    click.echo(text)
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    """List tokens (prefix, user, label, last use), newest first; never their text."""
+    from rulewatch.services.tokens import list_tokens
+
+    with _rt(_app()).factory() as session:
+        for t in list_tokens(session):
+            state = f"revoked {_when(t.revoked_at)}" if t.revoked_at else "active"
+            used = _when(t.last_used_at) or "never used"
+            click.echo(
+                f"{t.id:>5} {t.prefix} {t.user.name:<24} {state:<28} {used}  {t.label or ''}"
+            )
+
+
+@tokens.command("revoke")
+@click.argument("token")
+def tokens_revoke(token: str) -> None:
+    """Revoke TOKEN (its id, its prefix, or its text): refused from the next request on."""
+    from rulewatch.services.tokens import TokenNotFound, find_token, revoke_token
+
+    try:
+        with transaction(_rt(_app()).factory) as session:
+            row = find_token(session, token)
+            revoked = revoke_token(row, utcnow())
+            owner = row.user.name
+    except TokenNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    if revoked:
+        click.echo(f"token {row.id} ({row.prefix}..., user {owner!r}) revoked")
+    else:
+        click.echo(f"token {row.id} ({row.prefix}..., user {owner!r}) was already revoked")

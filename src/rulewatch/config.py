@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 QUEUES = ("scheduler", "checks", "interactive", "reports", "alerts")
+MIN_SECRET_KEY = 32
 
 
 class ConfigError(ValueError):
@@ -71,6 +74,10 @@ class Settings:
     digest_timezone: str = "UTC"
     digest_emails: tuple[str, ...] = ()
     digest_window: str = "7d"
+    # signs session cookies; empty: the one kept in home/secret_key (see secret_key())
+    secret_key: str = field(default="", repr=False)
+    # the first admin's password for `rulewatch up`; empty: a random one, printed once
+    admin_password: str = field(default="", repr=False)
 
     @property
     def embedded_broker(self) -> bool:
@@ -110,7 +117,53 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         digest_timezone=_zone(env.get("RULEWATCH_DIGEST_TIMEZONE", "UTC")),
         digest_emails=_emails(env.get("RULEWATCH_DIGEST_EMAILS", "")),
         digest_window=env.get("RULEWATCH_DIGEST_WINDOW", "7d"),
+        secret_key=_secret_key(env.get("RULEWATCH_SECRET_KEY", "")),
+        admin_password=env.get("RULEWATCH_ADMIN_PASSWORD", ""),
     )
+
+
+def secret_key(settings: Settings) -> str:
+    """RULEWATCH_SECRET_KEY, or the key kept in home/secret_key, made (mode 0600) on first use.
+
+    Kept in a file so that sessions survive a restart; every process of one home reads the
+    same key. Deployments with several web machines set RULEWATCH_SECRET_KEY on each.
+    """
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.home / "secret_key"
+    if not path.exists():
+        _write_secret_key(path)
+    key = path.read_text().strip()
+    if len(key) < MIN_SECRET_KEY:
+        raise ConfigError(
+            f"{path} holds no usable secret key: delete it (a new one is made; sessions end)"
+            " or set RULEWATCH_SECRET_KEY"
+        )
+    return key
+
+
+def _write_secret_key(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".secret_key.{secrets.token_hex(8)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_urlsafe(48) + "\n")
+    try:
+        # a link appears whole or not at all, so a process starting alongside never reads
+        # half a key; if another process linked its key first, that one is the key
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)
+    finally:
+        draft.unlink()
+
+
+def _secret_key(raw: str) -> str:
+    if raw and len(raw) < MIN_SECRET_KEY:
+        raise ConfigError(
+            f"RULEWATCH_SECRET_KEY must be at least {MIN_SECRET_KEY} characters; make one with"
+            " python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    return raw
 
 
 def _zone(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.cli import main
 from rulewatch.db import transaction
-from rulewatch.models import Rule, utcnow
+from rulewatch.models import ApiToken, Rule, User, utcnow
 from rulewatch.services.rules import create_rule
+from rulewatch.services.tokens import token_hash
+from rulewatch.services.users import HASHER
 from tests.conftest import drop_database, fresh_database
 from tests.targets import Target, http_rule
 
@@ -66,6 +69,7 @@ def cli(database_url: str, tmp_path: Path) -> Cli:
             "RULEWATCH_BROKER_URL": "memory://",
             "RULEWATCH_RESULT_BACKEND": "cache+memory://",
             "RULEWATCH_DATASOURCES": None,
+            "RULEWATCH_ADMIN_PASSWORD": None,
         }
     )
 
@@ -267,3 +271,135 @@ def test_it_lists_data_source_names_but_never_their_dsn(cli: Cli) -> None:
     result = cli("datasources", "list")
     assert result.exit_code == 0, result.output
     assert result.stdout == "warehouse\n"
+
+
+# users and tokens
+
+
+def _user(factory: sessionmaker[Session], name: str) -> User | None:
+    with factory() as session:
+        return session.scalar(select(User).where(User.name == name))
+
+
+def test_it_creates_a_user_with_the_password_from_stdin(
+    cli: Cli, factory: sessionmaker[Session]
+) -> None:
+    result = cli("users", "create", "Alice", "--role", "editor", input="a long passphrase\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "user 'alice' created with role editor\n"
+    user = _user(factory, "alice")
+    assert user is not None and user.role == "editor"
+    assert HASHER.verify(user.password_hash, "a long passphrase")
+
+
+def test_it_generates_and_prints_a_password_when_stdin_gives_none(
+    cli: Cli, factory: sessionmaker[Session]
+) -> None:
+    result = cli("users", "create", "bob", "--role", "viewer", input="")
+    assert result.exit_code == 0, result.output
+    password = result.stdout.splitlines()[-1]
+    assert "shown this once" in result.stdout and len(password) >= 20
+    user = _user(factory, "bob")
+    assert user is not None and HASHER.verify(user.password_hash, password)
+
+
+def test_it_refuses_a_bad_user_and_says_why(cli: Cli, factory: sessionmaker[Session]) -> None:
+    short = cli("users", "create", "carol", "--role", "viewer", input="short\n")
+    assert short.exit_code == 1
+    assert "password: the password must be at least 12 characters long" in short.output
+    assert cli("users", "create", "bad name", "--role", "viewer").exit_code == 1
+    bad_role = cli("users", "create", "carol", "--role", "boss")
+    assert bad_role.exit_code == 2 and "'boss' is not one of" in bad_role.output
+    cli("users", "create", "dave", "--role", "viewer", input="x" * 12 + "\n")
+    taken = cli("users", "create", "DAVE", "--role", "admin", input="x" * 12 + "\n")
+    assert taken.exit_code == 1 and "already exists" in taken.output
+    assert _user(factory, "carol") is None
+
+
+def test_it_lists_users_with_their_role(cli: Cli) -> None:
+    cli("users", "create", "zed", "--role", "admin", input="")
+    cli("users", "create", "amy", "--role", "viewer", input="")
+    result = cli("users", "list")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [["amy", "viewer"], ["zed", "admin"]]
+    assert "never signed in" in lines[0]
+
+
+def test_it_prints_a_new_token_alone_on_its_last_line(
+    cli: Cli, factory: sessionmaker[Session]
+) -> None:
+    cli("users", "create", "ci", "--role", "editor", input="")
+    result = cli("tokens", "create", "--user", "ci", "--label", "deploys")
+    assert result.exit_code == 0, result.output
+    token = result.stdout.splitlines()[-1]
+    assert token.startswith("rw_") and " " not in token
+    with factory() as session:
+        row = session.scalar(select(ApiToken))
+        assert row is not None
+        assert (row.label, row.user.name, row.prefix) == ("deploys", "ci", token[:10])
+        assert row.token_hash == token_hash(token)
+    listing = cli("tokens", "list").stdout
+    assert token[:10] in listing and token not in listing and "deploys" in listing
+
+
+def test_it_names_the_user_it_cannot_find_for_a_token(cli: Cli) -> None:
+    result = cli("tokens", "create", "--user", "nobody")
+    assert result.exit_code == 1
+    assert "no user with id or name 'nobody'" in result.output
+
+
+def test_it_revokes_a_token_by_id_or_prefix(cli: Cli, factory: sessionmaker[Session]) -> None:
+    cli("users", "create", "ci", "--role", "editor", input="")
+    first = cli("tokens", "create", "--user", "ci").stdout.splitlines()[-1]
+    second = cli("tokens", "create", "--user", "ci").stdout.splitlines()[-1]
+    by_prefix = cli("tokens", "revoke", first[:10])
+    assert by_prefix.exit_code == 0, by_prefix.output
+    assert "revoked" in by_prefix.stdout and first[:10] in by_prefix.stdout
+    with factory() as session:
+        second_id = session.scalar(select(ApiToken.id).where(ApiToken.prefix == second[:10]))
+    assert cli("tokens", "revoke", str(second_id)).exit_code == 0
+    again = cli("tokens", "revoke", str(second_id))
+    assert again.exit_code == 0 and "already revoked" in again.stdout
+    with factory() as session:
+        assert all(t.revoked_at is not None for t in session.scalars(select(ApiToken)))
+    unknown = cli("tokens", "revoke", "rw_nothing")
+    assert unknown.exit_code == 1 and "no token has the id, prefix or text" in unknown.output
+
+
+# up: the first admin
+
+
+def test_up_creates_the_admin_once_with_the_password_it_is_given(
+    cli: Cli, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rulewatch.supervisor.run_all", lambda *args: 0)  # no processes
+    given = Cli({**cli.env, "RULEWATCH_ADMIN_PASSWORD": "the admin's passphrase"})
+    first = given("up")
+    assert first.exit_code == 0, first.output
+    told = "created user 'admin' (role admin) with the password in RULEWATCH_ADMIN_PASSWORD"
+    assert told in first.stdout
+    user = _user(factory, "admin")
+    assert user is not None and HASHER.verify(user.password_hash, "the admin's passphrase")
+    again = cli("up")
+    assert again.exit_code == 0 and "created user" not in again.stdout
+
+
+def test_up_prints_a_random_admin_password_once(
+    cli: Cli, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rulewatch.supervisor.run_all", lambda *args: 0)
+    result = cli("up")
+    told = r"created user 'admin' \(role admin\) with password (\S+)"
+    [password] = re.findall(told, result.stdout)
+    user = _user(factory, "admin")
+    assert user is not None and user.role == "admin"
+    assert HASHER.verify(user.password_hash, password)
+
+
+def test_up_refuses_an_admin_password_too_short(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("rulewatch.supervisor.run_all", lambda *args: 0)
+    result = Cli({**cli.env, "RULEWATCH_ADMIN_PASSWORD": "short"})("up")
+    assert result.exit_code == 1
+    assert "RULEWATCH_ADMIN_PASSWORD is not usable" in result.output
+    assert "at least 12 characters" in result.output

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from rulewatch import create_app
 from rulewatch.config import load_settings
 from rulewatch.migrate import upgrade
+from tests.auth import sign_in_test_clients
 from tests.conftest import (
     REDIS_URL,
     drop_database,
@@ -58,6 +59,7 @@ def stack(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     log = home / "worker.log"
     worker = spawn(["worker", "-c", "2"], env, log)
     app = create_app(replace(load_settings(env)))
+    sign_in_test_clients(app)
     try:
         wait_for(lambda: b"ready." in log.read_bytes(), 60, "the worker to start", log)
         yield Stack(app, app.test_client(), log)

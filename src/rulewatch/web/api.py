@@ -43,8 +43,11 @@ from rulewatch.services.rules import (
 from rulewatch.services.stability import StabilityReport, report_to_dict, stability_report
 from rulewatch.services.verification import verification_to_dict
 from rulewatch.tasks import enqueue_notifications, time_limits, verify, verify_all_rules
+from rulewatch.web.auth import authorise, role
+from rulewatch.web.errors import ApiError, error_response
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
+api.before_request(authorise)  # every endpoint: signed in, and a role that may (fail closed)
 API_PATHS = "/api/"
 # Redis redelivers a message unacknowledged for its visibility timeout (3600 s), and a
 # delayed message counts as unacknowledged from the start: longer waits would run twice.
@@ -53,22 +56,9 @@ MAX_COUNTDOWN_S = 3300
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
-class ApiError(Exception):
-    """An error answered as JSON with a code, a message and the fields at fault."""
-
-    def __init__(
-        self, status: int, code: str, message: str, errors: list[FieldError] | None = None
-    ):
-        super().__init__(message)
-        self.status, self.code, self.message, self.errors = status, code, message, errors or []
-
-
 @api.errorhandler(ApiError)
 def _api_error(exc: ApiError) -> tuple[Response, int]:
-    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
-    if exc.errors:
-        body["errors"] = [e.as_dict() for e in exc.errors]
-    return jsonify(error=body), exc.status
+    return error_response(exc)
 
 
 @api.errorhandler(InputInvalid)
@@ -141,6 +131,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 
 
 @api.post("/rules")
+@role("editor")
 def post_rule() -> tuple[Response, int]:
     """Create a rule."""
     with _write_rule() as session:
@@ -149,6 +140,7 @@ def post_rule() -> tuple[Response, int]:
 
 
 @api.get("/rules")
+@role("viewer")
 def get_rules() -> Response:
     """List rules, optionally by tag, paginated."""
     limit = _int_arg("limit", 100, 1, 1000)
@@ -161,6 +153,7 @@ def get_rules() -> Response:
 
 
 @api.get("/rules/<int:rule_id>")
+@role("viewer")
 def get_one(rule_id: int) -> Response:
     """One rule."""
     with _rt().factory() as session:
@@ -168,6 +161,7 @@ def get_one(rule_id: int) -> Response:
 
 
 @api.patch("/rules/<int:rule_id>")
+@role("editor")
 def patch_rule(rule_id: int) -> Response:
     """Change some fields of a rule; the result is validated as a whole."""
     settings = _rt().settings
@@ -180,6 +174,7 @@ def patch_rule(rule_id: int) -> Response:
 
 
 @api.delete("/rules/<int:rule_id>")
+@role("editor")
 def delete_rule(rule_id: int) -> tuple[str, int]:
     """Delete a rule and its history."""
     settings = _rt().settings
@@ -190,6 +185,7 @@ def delete_rule(rule_id: int) -> tuple[str, int]:
 
 
 @api.post("/rules/<int:rule_id>/verify")
+@role("editor")
 def verify_now(rule_id: int) -> tuple[Response, int]:
     """Queue a manual verification on the interactive queue, now or after ``countdown_s``."""
     countdown = _countdown_s(_json_body(required=False))
@@ -221,6 +217,7 @@ def _countdown_s(body: dict[str, Any]) -> float:
 
 
 @api.post("/verify-all")
+@role("editor")
 def verify_all() -> tuple[Response, int]:
     """Verify every enabled rule now."""
     result = verify_all_rules.apply_async(kwargs={"force": True})
@@ -228,6 +225,7 @@ def verify_all() -> tuple[Response, int]:
 
 
 @api.get("/tasks/<task_id>")
+@role("viewer")
 def task_status(task_id: str) -> Response:
     """A task's state (Celery's names) and its result once there is one."""
     result: AsyncResult[Any] = AsyncResult(task_id, app=current_app.extensions["celery"])
@@ -241,6 +239,7 @@ def task_status(task_id: str) -> Response:
 
 
 @api.get("/rules/<int:rule_id>/verifications")
+@role("viewer")
 def verifications(rule_id: int) -> Response:
     """A rule's verifications, newest first."""
     limit = _int_arg("limit", 50, 1, 1000)
@@ -256,6 +255,7 @@ def verifications(rule_id: int) -> Response:
 
 
 @api.get("/stability")
+@role("viewer")
 def stability() -> Response:
     """Stability rates over a window: overall, and a page of rules (by name or worst first)."""
     window, tag = request.args.get("window", "24h"), request.args.get("tag")
@@ -280,6 +280,7 @@ def stability() -> Response:
 
 
 @api.get("/notifications")
+@role("viewer")
 def list_notifications() -> Response:
     """Outbox rows, newest first: status (pending, sending, sent, failed, unsent), attempts, why."""
     limit = _int_arg("limit", 50, 1, 1000)
@@ -290,6 +291,7 @@ def list_notifications() -> Response:
 
 
 @api.get("/incidents")
+@role("viewer")
 def list_incidents() -> Response:
     """Incidents, newest first: ``state=open`` for open ones, ``rule_id`` for one rule."""
     limit = _int_arg("limit", 50, 1, 1000)
@@ -304,6 +306,7 @@ def list_incidents() -> Response:
 
 
 @api.get("/maintenance")
+@role("viewer")
 def get_maintenance() -> Response:
     """Maintenance windows, newest first, each with whether it is active and its next run."""
     now = utcnow()
@@ -312,6 +315,7 @@ def get_maintenance() -> Response:
 
 
 @api.post("/maintenance")
+@role("editor")
 def post_maintenance() -> tuple[Response, int]:
     """Plan a maintenance window (one-off, or recurring with ``cron``)."""
     with _write() as session:
@@ -320,6 +324,7 @@ def post_maintenance() -> tuple[Response, int]:
 
 
 @api.get("/maintenance/<int:window_id>")
+@role("viewer")
 def get_one_maintenance(window_id: int) -> Response:
     """One maintenance window."""
     with _rt().factory() as session:
@@ -327,6 +332,7 @@ def get_one_maintenance(window_id: int) -> Response:
 
 
 @api.patch("/maintenance/<int:window_id>")
+@role("editor")
 def patch_maintenance(window_id: int) -> Response:
     """Change some fields of a window (null clears one); the result is validated as a whole."""
     with _write() as session:
@@ -335,6 +341,7 @@ def patch_maintenance(window_id: int) -> Response:
 
 
 @api.delete("/maintenance/<int:window_id>")
+@role("editor")
 def delete_maintenance(window_id: int) -> tuple[str, int]:
     """End and forget a maintenance window (verifications already marked stay marked)."""
     with _write() as session:

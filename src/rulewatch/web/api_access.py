@@ -1,0 +1,198 @@
+"""Access endpoints on the api blueprint: session sign-in and out, the caller, users, tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Response, current_app, jsonify, request
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from rulewatch.models import User, utcnow
+from rulewatch.schemas import FieldError
+from rulewatch.services.tokens import (
+    TokenInvalid,
+    TokenNotFound,
+    create_token,
+    find_token,
+    list_tokens,
+    revoke_token,
+    token_to_dict,
+)
+from rulewatch.services.users import (
+    LastAdmin,
+    UserInvalid,
+    UserNotFound,
+    change_user,
+    create_user,
+    delete_user,
+    generate_password,
+    get_user,
+    list_users,
+    user_to_dict,
+    verify_password,
+)
+from rulewatch.web.api import _api_error, _json_body, _rt, _write, api
+from rulewatch.web.auth import PUBLIC, Principal, caller, role, sign_in, sign_out
+from rulewatch.web.errors import ApiError
+from rulewatch.web.login_throttle import LoginThrottle
+
+WRONG_CREDENTIALS = "the username or password is wrong"
+
+
+@api.errorhandler(UserNotFound)
+@api.errorhandler(TokenNotFound)
+def _not_found(exc: LookupError) -> tuple[Response, int]:
+    return _api_error(ApiError(404, "not_found", str(exc)))
+
+
+@api.errorhandler(LastAdmin)
+def _last_admin(exc: LastAdmin) -> tuple[Response, int]:
+    return _api_error(ApiError(409, "last_admin", str(exc), [FieldError("role", str(exc))]))
+
+
+def _me(principal: Principal) -> dict[str, Any]:
+    return {"id": principal.id, "name": principal.name, "role": principal.role,
+            "via": principal.via, "token_id": principal.token_id}  # fmt: skip
+
+
+@api.post("/session")
+@role(PUBLIC)
+def post_session() -> Response:
+    """Sign in with a username and password; the session cookie carries the rest."""
+    body = _json_body()
+    name, password = body.get("username"), body.get("password")
+    if not isinstance(name, str) or not isinstance(password, str):
+        given = (("username", name), ("password", password))
+        missing = [FieldError(f, "required, as text") for f, v in given if not isinstance(v, str)]
+        raise ApiError(400, "bad_parameter", "give username and password as text", missing)
+    throttle: LoginThrottle = current_app.extensions["login_throttle"]
+    address = request.remote_addr or "unknown"
+    wait = throttle.retry_after(address, name)
+    if wait:
+        message = f"too many failed sign-ins from this address: try again in {wait} s"
+        raise ApiError(429, "too_many_attempts", message, [FieldError("username", message)],
+                       headers={"Retry-After": str(wait)})  # fmt: skip
+    with _write() as session:
+        user = verify_password(session, name, password, utcnow())
+        principal = sign_in(user) if user is not None else None
+    if principal is None:
+        throttle.failed(address, name)
+        raise ApiError(
+            401, "invalid_credentials", WRONG_CREDENTIALS,
+            [FieldError("username", WRONG_CREDENTIALS), FieldError("password", WRONG_CREDENTIALS)],
+            headers={"WWW-Authenticate": 'Bearer realm="rulewatch"'},
+        )  # fmt: skip
+    return jsonify(_me(principal))
+
+
+@api.delete("/session")
+@role("viewer")
+def delete_session() -> tuple[str, int]:
+    """Sign out: the session cookie no longer signs anyone in."""
+    sign_out()
+    return "", 204
+
+
+@api.get("/me")
+@role("viewer")
+def get_me() -> Response:
+    """Who the caller is, their role, and whether a session or a token signed them in."""
+    return jsonify(_me(caller()))
+
+
+@contextmanager
+def _write_user() -> Iterator[Session]:
+    """A write whose unique-name clash, lost to a concurrent request, answers 422 on name."""
+    try:
+        with _write() as session:
+            yield session
+    except IntegrityError:
+        message = "another user took this name while this one was saved: choose another name"
+        raise UserInvalid([FieldError("name", message)]) from None
+
+
+@api.get("/users")
+@role("admin")
+def get_users() -> Response:
+    """Every user with their role and last sign-in (never a password hash)."""
+    with _rt().factory() as session:
+        return jsonify(users=[user_to_dict(u) for u in list_users(session)])
+
+
+@api.post("/users")
+@role("admin")
+def post_user() -> tuple[Response, int]:
+    """Create a user; without a password one is generated and returned, this once."""
+    body = _json_body()
+    extra = sorted(set(body) - {"name", "role", "password"})
+    if extra:
+        raise UserInvalid([FieldError(f, "not a field of a user (name, role, password)")
+                           for f in extra])  # fmt: skip
+    generated = "password" not in body
+    password = generate_password() if generated else body["password"]
+    with _write_user() as session:
+        user = create_user(session, body.get("name"), body.get("role"), password, utcnow())
+        created = user_to_dict(user)
+    return jsonify({**created, "password": password} if generated else created), 201
+
+
+@api.patch("/users/<int:user_id>")
+@role("admin")
+def patch_user(user_id: int) -> Response:
+    """Change a user's role or password (a new password ends their sessions)."""
+    body = _json_body()
+    with _write() as session:
+        return jsonify(user_to_dict(change_user(session, get_user(session, user_id), body)))
+
+
+@api.delete("/users/<int:user_id>")
+@role("admin")
+def delete_one_user(user_id: int) -> tuple[str, int]:
+    """Delete a user, their sessions and their tokens."""
+    with _write() as session:
+        delete_user(session, get_user(session, user_id))
+    return "", 204
+
+
+@api.get("/tokens")
+@role("admin")
+def get_tokens() -> Response:
+    """Tokens, newest first, revoked ones included: prefix, user, label, last use."""
+    with _rt().factory() as session:
+        user = get_user(session, request.args["user"]) if "user" in request.args else None
+        return jsonify(tokens=[token_to_dict(t) for t in list_tokens(session, user)])
+
+
+@api.post("/tokens")
+@role("admin")
+def post_token() -> tuple[Response, int]:
+    """Create a token for a user (the caller by default); its text is in this answer only."""
+    body = _json_body()
+    extra = sorted(set(body) - {"user", "label"})
+    if extra:
+        raise TokenInvalid([FieldError(f, "not a field of a token (user, label)") for f in extra])
+    with _write() as session:
+        user = _token_user(session, body.get("user", caller().id))
+        token, text = create_token(session, user, body.get("label"), utcnow())
+        return jsonify({**token_to_dict(token), "token": text}), 201
+
+
+def _token_user(session: Session, key: Any) -> User:
+    if isinstance(key, bool) or not isinstance(key, int | str):
+        raise TokenInvalid([FieldError("user", f"give a user's name or id, not {key!r}")])
+    try:
+        return get_user(session, key)
+    except UserNotFound as exc:
+        raise TokenInvalid([FieldError("user", str(exc))]) from None
+
+
+@api.delete("/tokens/<int:token_id>")
+@role("admin")
+def delete_token(token_id: int) -> tuple[str, int]:
+    """Revoke a token: it is refused from the next request on."""
+    with _write() as session:
+        revoke_token(find_token(session, str(token_id)), utcnow())
+    return "", 204
