@@ -164,3 +164,18 @@ def test_a_sender_whose_lease_ran_out_does_not_overwrite_the_next_sender(
     assert _finish(factory, stale, "pending", "the first sender's late answer") == "pending"
     row = _row(factory, nid)
     assert (row.status, row.last_error) == ("sent", None), "the late answer changed nothing"
+
+
+def test_a_row_waiting_for_its_task_s_retry_is_not_relayed_every_tick(
+    factory: sessionmaker[Session], smtp_port: int
+) -> None:
+    from rulewatch.services.notifications import RETRY_WAIT_S, due_for_relay
+
+    nid = _pending(factory)
+    with pytest.raises(TransientSendError):
+        send(factory, _settings(smtp_port), nid)  # nothing listens: the task will retry
+    for later_s in (61, 120, RETRY_WAIT_S - 5):
+        with transaction(factory) as session:
+            assert due_for_relay(session, utcnow() + timedelta(seconds=later_s)) == []
+    with transaction(factory) as session:  # that retry was lost: the relay steps in, once
+        assert due_for_relay(session, utcnow() + timedelta(seconds=RETRY_WAIT_S + 5)) == [nid]

@@ -111,6 +111,8 @@ def send(factory: sessionmaker[Session], smtp: SmtpSettings, notification_id: in
 
 RELAY_AFTER_S = 60
 RELAY_LEASE_S = 300
+# longest wait between two retries of send_notification (its retry_backoff_max), and some
+RETRY_WAIT_S = 660
 
 
 def due_for_relay(session: Session, now: datetime, limit: int = 500) -> list[int]:
@@ -235,6 +237,8 @@ def _finish(factory: sessionmaker[Session], token: str, status: str, error: str 
     }  # fmt: skip
     if status == "sent":
         values["sent_at"] = utcnow()
+    elif status == "pending":  # the task's own retry comes next; the relay waits for it
+        values["claimed_until"] = utcnow() + timedelta(seconds=RETRY_WAIT_S)
     with transaction(factory) as session:
         session.execute(
             update(Notification)
