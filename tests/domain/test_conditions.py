@@ -441,15 +441,21 @@ def test_it_fails_a_missing_column_naming_the_columns() -> None:
     assert outcome.reason == "column count not in the first row (columns: total, day)"
 
 
-def test_it_fails_without_a_previous_value() -> None:
+def test_it_does_not_judge_a_condition_on_the_previous_value_before_there_is_one() -> None:
     outcome = check("[VALUE] >= [PREVIOUS_VALUE]", sql(5))
-    assert (outcome.ok, outcome.resolved) == (False, "[VALUE] (5) >= [PREVIOUS_VALUE] (n/a)")
-    assert outcome.reason == "[PREVIOUS_VALUE] unavailable: no previous value yet"
+    assert (outcome.ok, outcome.resolved) == (True, "[VALUE] (5) >= [PREVIOUS_VALUE] (n/a)")
+    assert outcome.reason == "not judged: [PREVIOUS_VALUE] unavailable: no previous value yet"
 
 
-def test_it_fails_change_percent_without_a_recent_average() -> None:
+def test_it_does_not_judge_change_percent_before_there_is_a_recent_average() -> None:
     outcome = check("[CHANGE_PERCENT] < 10", sql(5))
-    assert outcome.reason == "[CHANGE_PERCENT] unavailable: no recent average yet"
+    assert outcome.ok
+    assert outcome.reason == "not judged: [CHANGE_PERCENT] unavailable: no recent average yet"
+
+
+def test_it_still_fails_a_history_condition_whose_value_is_missing() -> None:
+    outcome = check("[VALUE] >= [PREVIOUS_VALUE]", sql(None, rows=0))
+    assert not outcome.ok, "no rows is the target's answer, not a missing history"
 
 
 def test_it_fails_change_percent_against_a_zero_average() -> None:

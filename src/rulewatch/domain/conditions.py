@@ -55,7 +55,8 @@ _ORDER: dict[str, Callable[[Decimal, Decimal], bool]] = {
 
 @dataclass(frozen=True)
 class ConditionOutcome:
-    """One judged condition: ``resolved`` shows the values seen, ``reason`` why it failed."""
+    """One judged condition: ``resolved`` shows the values seen, ``reason`` why it failed
+    (or, with ``ok``, why it could not be judged yet: a history placeholder on a first run)."""
 
     condition: str
     resolved: str
@@ -98,9 +99,12 @@ def _evaluate(condition: Condition, reader: ObservationReader) -> ConditionOutco
     right = _matcher_or_value(condition.right, reader)
     resolved = f"{_display(condition.left, left)} {condition.operator} "
     resolved += _display(condition.right, right)
-    if isinstance(left, Unknown) or isinstance(right, Unknown):
-        reasons = [side.reason for side in (left, right) if isinstance(side, Unknown)]
-        return ConditionOutcome(condition.text, resolved, False, "; ".join(reasons))
+    unknown = [side for side in (left, right) if isinstance(side, Unknown)]
+    if unknown:
+        reason = "; ".join(side.reason for side in unknown)
+        if all(side.awaiting_history for side in unknown):  # a rule's first run: no history
+            return ConditionOutcome(condition.text, resolved, True, f"not judged: {reason}")
+        return ConditionOutcome(condition.text, resolved, False, reason)
     ok, reason = _compare(condition, left, right)
     return ConditionOutcome(condition.text, resolved, ok, reason)
 

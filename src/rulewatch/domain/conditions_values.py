@@ -29,6 +29,8 @@ class Unknown:
 
     shown: str
     reason: str
+    # no history yet (a rule's first runs): the condition is not judged, rather than failed
+    awaiting_history: bool = False
 
 
 Resolved = Known | Unknown
@@ -159,7 +161,7 @@ def _column(row: Mapping[str, Any], name: str) -> str | None:
 def _previous_value(reader: ObservationReader, p: Placeholder) -> Resolved:
     previous = reader.observation.previous_value
     if previous is None:
-        return Unknown("n/a", f"{p.text} unavailable: no previous value yet")
+        return Unknown("n/a", f"{p.text} unavailable: no previous value yet", True)
     return Known(previous)
 
 
@@ -172,7 +174,7 @@ def _change_percent(reader: ObservationReader, p: Placeholder) -> Resolved:
         return Unknown("invalid", f"{p.text} needs a numeric [VALUE], not {shown(current.value)}")
     average = as_number(reader.observation.recent_average)
     if average is None:
-        return Unknown("n/a", f"{p.text} unavailable: no recent average yet")
+        return Unknown("n/a", f"{p.text} unavailable: no recent average yet", True)
     if average == 0:
         return Unknown("invalid", f"{p.text} undefined: the recent average is 0")
     try:
