@@ -27,6 +27,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["SECRET_KEY"] = secret_key(settings)  # signs session cookies
+    if settings.secret_key_previous:  # cookies signed before a key rotation stay valid
+        app.config["SECRET_KEY_FALLBACKS"] = [settings.secret_key_previous]
     app.extensions["rulewatch"] = Runtime(settings)
     celery_init_app(app, settings)
     init_web(app)

@@ -18,7 +18,7 @@ from rulewatch import create_app
 from rulewatch.config import QUEUES, ConfigError, load_settings
 from rulewatch.db import transaction
 from rulewatch.domain.access import ROLES
-from rulewatch.models import DataSource, utcnow
+from rulewatch.models import utcnow
 from rulewatch.runtime import Runtime
 from rulewatch.schemas import RuleInvalid
 
@@ -51,7 +51,7 @@ def up(host: str, port: int, concurrency: int) -> None:
 
     app = _app()
     settings = _rt(app).settings
-    _upgrade(settings.database_url)
+    _upgrade(_rt(app))
     _first_admin(_rt(app))
     click.echo(f"rulewatch home: {settings.home}")
     click.echo(f"UI:  http://{host}:{port}/reports/stability")
@@ -103,15 +103,23 @@ def db() -> None:
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Apply all migrations."""
-    _upgrade(_rt(_app()).settings.database_url)
+    """Apply all migrations, then encrypt data source DSNs stored in plain text."""
+    _upgrade(_rt(_app()))
     click.echo("database is up to date")
 
 
-def _upgrade(url: str) -> None:
+def _upgrade(rt: Runtime) -> None:
+    """Migrate, then encrypt stored DSNs that are plain or under a previous key (idempotent)."""
     from rulewatch.migrate import upgrade
+    from rulewatch.services.datasources import encrypt_stored_dsns, undecryptable
 
-    upgrade(url)
+    upgrade(rt.settings.database_url)
+    with transaction(rt.factory) as session:
+        changed, stuck = encrypt_stored_dsns(session, rt.dsn_cipher)
+    if changed:
+        click.echo(f"encrypted {changed} data source DSN(s) with the current secret key")
+    for name in stuck:
+        click.echo(f"warning: {undecryptable(name)}", err=True)
 
 
 @main.group()
@@ -202,24 +210,73 @@ def datasources() -> None:
 @datasources.command("add")
 @click.argument("name")
 def datasources_add(name: str) -> None:
-    """Store data source NAME; its DSN is read from standard input, never echoed."""
-    dsn = sys.stdin.readline().strip()
-    if "://" not in dsn:
-        raise click.ClickException("give the DSN on standard input, like postgresql://user@host/db")
-    with transaction(_rt(_app()).factory) as session:
-        session.merge(DataSource(name=name, dsn=dsn))
-    click.echo(f"data source {name!r} stored")
+    """Store data source NAME, or replace its DSN: read from standard input (or asked for
+    without echo at a terminal), kept encrypted, never shown."""
+    from rulewatch.services.datasources import DataSourceInvalid, put_datasource
+
+    if sys.stdin.isatty():
+        dsn = click.prompt("DSN", hide_input=True)
+    else:
+        dsn = sys.stdin.readline().strip()
+    rt = _rt(_app())
+    try:
+        with transaction(rt.factory) as session:
+            _, created = put_datasource(session, name, dsn, rt.dsn_cipher, utcnow())
+    except DataSourceInvalid as exc:
+        raise click.ClickException(f"data source not stored: {exc}") from None
+    click.echo(f"data source {name!r} {'stored' if created else 'replaced'}")
 
 
 @datasources.command("list")
 def datasources_list() -> None:
-    """List data source names (DSNs are never shown)."""
-    from rulewatch.services.verification import datasources_for
+    """List data sources: name, database, host, origin; never a DSN."""
+    from rulewatch.services.datasources import list_datasources
 
     rt = _rt(_app())
     with rt.factory() as session:
-        for name in sorted(datasources_for(session, rt.settings.datasources)):
-            click.echo(name)
+        infos = list_datasources(session, rt.settings.datasources, rt.dsn_cipher)
+    for info in infos:
+        kind = f"{info.dialect}+{info.driver}" if info.dialect else "?"
+        host = f"{info.host or ''}{f':{info.port}' if info.port else ''}/{info.database or ''}"
+        origin = "settings" if info.origin == "settings" else f"stored {_when(info.created_at)}"
+        click.echo(f"{info.name:<24} {kind:<20} {host:<40} {origin}  {info.problem or ''}".rstrip())
+
+
+@datasources.command("remove")
+@click.argument("name")
+def datasources_remove(name: str) -> None:
+    """Forget stored data source NAME; refused while rules read from it."""
+    from rulewatch.services.datasources import (
+        DataSourceInSettings,
+        DataSourceInUse,
+        DataSourceNotFound,
+        delete_datasource,
+    )
+
+    rt = _rt(_app())
+    try:
+        with transaction(rt.factory) as session:
+            delete_datasource(session, name, rt.settings.datasources)
+    except (DataSourceNotFound, DataSourceInUse, DataSourceInSettings) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"data source {name!r} removed")
+
+
+@datasources.command("check")
+@click.argument("name")
+def datasources_check(name: str) -> None:
+    """Connect to data source NAME and run SELECT 1, as its rules would."""
+    from rulewatch.services.datasources import DataSourceNotFound, check_datasource
+
+    rt = _rt(_app())
+    try:
+        seen = check_datasource(rt.factory, name, rt.settings.datasources, rt.dsn_cipher)
+    except DataSourceNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    problem = seen.fault or seen.failure
+    if problem:
+        raise click.ClickException(f"data source {name!r}: {problem}")
+    click.echo(f"data source {name!r} answered in {seen.response_time_ms or 0:.0f} ms")
 
 
 def _first_admin(rt: Runtime) -> None:

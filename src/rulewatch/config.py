@@ -76,8 +76,12 @@ class Settings:
     digest_window: str = "7d"
     # signs session cookies; empty: the one kept in home/secret_key (see secret_key())
     secret_key: str = field(default="", repr=False)
+    # a key being rotated out: still accepted for session cookies and data source DSNs
+    secret_key_previous: str = field(default="", repr=False)
     # the first admin's password for `rulewatch up`; empty: a random one, printed once
     admin_password: str = field(default="", repr=False)
+    # what a /metrics scrape must send as its bearer token; empty: /metrics is open
+    metrics_token: str = field(default="", repr=False)
 
     @property
     def embedded_broker(self) -> bool:
@@ -118,7 +122,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         digest_emails=_emails(env.get("RULEWATCH_DIGEST_EMAILS", "")),
         digest_window=env.get("RULEWATCH_DIGEST_WINDOW", "7d"),
         secret_key=_secret_key(env.get("RULEWATCH_SECRET_KEY", "")),
+        secret_key_previous=_secret_key(
+            env.get("RULEWATCH_SECRET_KEY_PREVIOUS", ""), "RULEWATCH_SECRET_KEY_PREVIOUS"
+        ),
         admin_password=env.get("RULEWATCH_ADMIN_PASSWORD", ""),
+        metrics_token=env.get("RULEWATCH_METRICS_TOKEN", "").strip(),
     )
 
 
@@ -157,10 +165,10 @@ def _write_secret_key(path: Path) -> None:
         draft.unlink()
 
 
-def _secret_key(raw: str) -> str:
+def _secret_key(raw: str, name: str = "RULEWATCH_SECRET_KEY") -> str:
     if raw and len(raw) < MIN_SECRET_KEY:
         raise ConfigError(
-            f"RULEWATCH_SECRET_KEY must be at least {MIN_SECRET_KEY} characters; make one with"
+            f"{name} must be at least {MIN_SECRET_KEY} characters; make one with"
             " python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
         )
     return raw

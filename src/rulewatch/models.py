@@ -137,12 +137,50 @@ class _RollupColumns:
     duration_max_ms: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+# Histogram bounds of the daily rollups, in ms (columns ``duration_le_50ms`` ...): /metrics
+DURATION_BOUNDS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000)
+LAG_BOUNDS_MS = (250, 500, 1000, 2000, 5000, 10000, 30000, 60000, 300000)
+
+
+def _count() -> Any:
+    return mapped_column(Integer, default=0, server_default="0")
+
+
+class _HistogramColumns:
+    """Cumulative counts (samples at or under each bound), as Prometheus histograms read them.
+
+    Daily rollups only: hourly rows are 24 times as many and nothing reads these from them.
+    Durations cover every sample (their count is passed + failed + errors + maintenance);
+    lag (``started_at - scheduled_for``) covers scheduled runs only.
+    """
+
+    duration_le_50ms: Mapped[int] = _count()
+    duration_le_100ms: Mapped[int] = _count()
+    duration_le_250ms: Mapped[int] = _count()
+    duration_le_500ms: Mapped[int] = _count()
+    duration_le_1000ms: Mapped[int] = _count()
+    duration_le_2500ms: Mapped[int] = _count()
+    duration_le_5000ms: Mapped[int] = _count()
+    duration_le_10000ms: Mapped[int] = _count()
+    lag_count: Mapped[int] = _count()
+    lag_sum_ms: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    lag_le_250ms: Mapped[int] = _count()
+    lag_le_500ms: Mapped[int] = _count()
+    lag_le_1000ms: Mapped[int] = _count()
+    lag_le_2000ms: Mapped[int] = _count()
+    lag_le_5000ms: Mapped[int] = _count()
+    lag_le_10000ms: Mapped[int] = _count()
+    lag_le_30000ms: Mapped[int] = _count()
+    lag_le_60000ms: Mapped[int] = _count()
+    lag_le_300000ms: Mapped[int] = _count()
+
+
 class HourlyRollup(_RollupColumns, Base):
     __tablename__ = "rollups_hourly"
     __table_args__ = (Index("ix_rollups_hourly_bucket", "bucket"),)
 
 
-class DailyRollup(_RollupColumns, Base):
+class DailyRollup(_RollupColumns, _HistogramColumns, Base):
     __tablename__ = "rollups_daily"
     __table_args__ = (Index("ix_rollups_daily_bucket", "bucket"),)
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from rulewatch.config import Settings
+from rulewatch.config import Settings, secret_key
 from rulewatch.db import make_engine, make_session_factory
+from rulewatch.dsn_cipher import DsnCipher
 from rulewatch.probes import ProbeContext
 from rulewatch.services.stability import ReportCache
 
@@ -22,6 +23,7 @@ class Runtime:
     _engine: Engine | None = field(default=None, repr=False)
     _factory: sessionmaker[Session] | None = field(default=None, repr=False)
     _pid: int = field(default=0, repr=False)
+    _cipher: DsnCipher | None = field(default=None, repr=False)
     reports: ReportCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -38,13 +40,25 @@ class Runtime:
             self._pid = os.getpid()
         return self._engine
 
+    @property
+    def dsn_cipher(self) -> DsnCipher:
+        """Encrypts and decrypts stored DSNs with keys derived from the secret key(s)."""
+        if self._cipher is None:
+            previous = [self.settings.secret_key_previous]
+            self._cipher = DsnCipher.from_secret_keys(secret_key(self.settings), previous)
+        return self._cipher
+
     def probe_context(self) -> ProbeContext:
         """What probes need: data sources (settings and stored ones) and the SQL row limit."""
-        from rulewatch.services.verification import datasources_for
+        from rulewatch.services.datasources import usable_datasources
 
         with self.factory() as session:
-            sources = datasources_for(session, self.settings.datasources)
-        return ProbeContext(datasources=sources, sql_row_limit=self.settings.sql_row_limit)
+            sources, faults = usable_datasources(
+                session, self.settings.datasources, self.dsn_cipher
+            )
+        return ProbeContext(
+            datasources=sources, datasource_faults=faults, sql_row_limit=self.settings.sql_row_limit
+        )
 
     @property
     def factory(self) -> sessionmaker[Session]:

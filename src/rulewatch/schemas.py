@@ -11,10 +11,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
     ValidationError,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from rulewatch.domain.conditions import ConditionSyntaxError, parse_condition
 from rulewatch.domain.maintenance import MaintenanceError, MaintenanceWindow
@@ -56,6 +59,17 @@ class TcpTarget(_Strict):
 TARGETS: dict[str, type[_Strict]] = {"http": HttpTarget, "sql": SqlTarget, "tcp": TcpTarget}
 
 
+class _KindTarget:
+    """Documents a rule's target as one of the kinds' targets; validation picks it by kind."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, _core: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        targets = [handler(model.__pydantic_core_schema__) for model in TARGETS.values()]
+        return {"anyOf": targets, "description": "the target of the rule's kind (http, sql, tcp)"}
+
+
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
@@ -84,7 +98,7 @@ class RuleSpec(_Strict):
 
     name: Name
     kind: Literal["http", "sql", "tcp"]
-    target: dict[str, Any]
+    target: Annotated[dict[str, Any], _KindTarget()]
     conditions: Annotated[
         list[Annotated[str, StringConstraints(max_length=1000)]], Field(min_length=1)
     ]

@@ -110,3 +110,51 @@ def test_it_answers_a_name_taken_by_a_concurrent_rename_as_invalid(
     assert response.get_json()["error"]["errors"][0]["field"] == "name"
     with transaction(app.extensions["rulewatch"].factory) as session:
         assert session.get(Rule, second).name == "second"  # type: ignore[union-attr]
+
+
+# found by the OpenAPI fuzzing (tests/api/test_api_fuzz.py) and kept as plain tests
+
+
+@pytest.mark.parametrize("window_id", [*HUGE_IDS, str(2**64)], ids=["2**31", "20 digits", "2**64"])
+@pytest.mark.parametrize("method", ["get", "patch", "delete"])
+def test_it_answers_not_found_for_a_window_id_beyond_the_id_column(
+    app: Flask, window_id: str, method: str
+) -> None:
+    response = getattr(app.test_client(), method)(f"/api/v1/maintenance/{window_id}", json={})
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [("/api/v1/notifications?status=sent%00", "status"), ("/api/v1/tokens?user=%00", "user"),
+     ("/api/v1/rules?tag=a%00b", "tag"), ("/api/v1/tasks/a%00b", "task_id")],
+)  # fmt: skip
+def test_it_refuses_a_nul_character_in_a_parameter_naming_it(
+    app: Flask, url: str, field: str
+) -> None:
+    response = app.test_client().get(url)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "nul_character"
+    assert "U+0000" in error["message"]
+    assert [e["field"] for e in error["errors"]] == [field]
+
+
+def test_it_refuses_a_nul_character_anywhere_in_a_body_naming_each_field(app: Flask) -> None:
+    rule = http_rule("http://127.0.0.1:8080/a", name="orders\x00", tags=["ok", "a\x00"])
+    response = _create(app, rule)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "nul_character"
+    assert [e["field"] for e in error["errors"]] == ["name", "tags[1]"]
+    assert app.test_client().post("/api/v1/tokens", json={"label": "\x00"}).status_code == 400
+    assert app.test_client().get("/api/v1/rules").get_json()["total"] == 0
+
+
+@pytest.mark.parametrize("depth", [990, 100_000])
+def test_it_answers_a_body_nested_too_deeply_with_400(app: Flask, depth: int) -> None:
+    body = "[" * depth + "]" * depth
+    response = app.test_client().post("/api/v1/rules", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "bad_json"

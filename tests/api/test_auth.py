@@ -24,6 +24,7 @@ from tests.auth import PASSWORD, add_user, token_for
 from tests.targets import http_rule
 
 NOWHERE = 999999  # an id no row has
+PUBLIC_ENDPOINTS = {"api.post_session", "api.get_openapi"}  # sign-in, the OpenAPI document
 # one request per endpoint, with a body that gets past the role check: (method, path, body, role)
 ENDPOINTS: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/v1/rules", None, "viewer"),
@@ -37,6 +38,8 @@ ENDPOINTS: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/v1/tasks/00000000-0000-4000-8000-000000000000", None, "viewer"),
     ("GET", "/api/v1/me", None, "viewer"),
     ("DELETE", "/api/v1/session", None, "viewer"),
+    ("POST", "/api/v1/reports", {}, "viewer"),
+    ("GET", "/api/v1/reports/00000000-0000-4000-8000-000000000000", None, "viewer"),
     ("POST", "/api/v1/rules", {}, "editor"),
     ("PATCH", f"/api/v1/rules/{NOWHERE}", {}, "editor"),
     ("DELETE", f"/api/v1/rules/{NOWHERE}", None, "editor"),
@@ -52,6 +55,11 @@ ENDPOINTS: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/v1/tokens", None, "admin"),
     ("POST", "/api/v1/tokens", {"label": "matrix"}, "admin"),
     ("DELETE", f"/api/v1/tokens/{NOWHERE}", None, "admin"),
+    ("GET", "/api/v1/datasources", None, "admin"),
+    ("PUT", f"/api/v1/datasources/{NOWHERE}", {"dsn": "sqlite://"}, "admin"),
+    ("GET", f"/api/v1/datasources/{NOWHERE}", None, "admin"),
+    ("POST", f"/api/v1/datasources/{NOWHERE}/check", None, "admin"),
+    ("DELETE", f"/api/v1/datasources/{NOWHERE}", None, "admin"),
 ]
 
 
@@ -92,6 +100,9 @@ def test_it_refuses_every_api_endpoint_without_credentials(app: Flask) -> None:
         if endpoint == "api.post_session":
             assert response.status_code == 400, response.get_json()  # open, but asks for both
             continue
+        if endpoint == "api.get_openapi":
+            assert response.status_code == 200  # the OpenAPI document is public
+            continue
         assert response.status_code == 401, (method, path)
         error = response.get_json()["error"]
         assert error["code"] == "unauthenticated"
@@ -104,10 +115,11 @@ def test_every_api_endpoint_declares_the_role_it_needs(app: Flask) -> None:
     for method, path, endpoint in _api_routes(app):
         needed = required_role(app.view_functions[endpoint])
         assert needed in (*ROLES, PUBLIC), f"{method} {path} ({endpoint}) declares no role"
-        assert (needed == PUBLIC) == (endpoint == "api.post_session"), endpoint
+        assert (needed == PUBLIC) == (endpoint in PUBLIC_ENDPOINTS), endpoint
     declared = {(m, _sample(p)) for m, p, _, _ in ENDPOINTS}
     routed = {(m, _sample(p)) for m, p, _ in _api_routes(app)}
-    assert routed - declared == {("POST", "/api/v1/session")}, "ENDPOINTS misses a route"
+    public = {("POST", "/api/v1/session"), ("GET", "/api/v1/openapi.json")}
+    assert routed - declared == public, "ENDPOINTS misses a route"
 
 
 def test_it_refuses_an_api_endpoint_that_declares_no_role_even_to_an_admin(app: Flask) -> None:

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.cli import main
 from rulewatch.db import transaction
-from rulewatch.models import ApiToken, Rule, User, utcnow
+from rulewatch.dsn_cipher import PREFIX, DsnCipher
+from rulewatch.models import ApiToken, DataSource, Rule, User, utcnow
 from rulewatch.services.rules import create_rule
 from rulewatch.services.tokens import token_hash
 from rulewatch.services.users import HASHER
@@ -259,18 +260,107 @@ def test_it_rejects_a_report_window_it_cannot_read(cli: Cli, tmp_path: Path) -> 
 DSN = "postgresql://reader:S3cr3t-pw@db.internal/warehouse"
 
 
-def test_it_stores_a_data_source_read_from_stdin_without_echoing_it(cli: Cli) -> None:
+def _stored_dsns(factory: sessionmaker[Session]) -> dict[str, str]:
+    with factory() as session:
+        return {d.name: d.dsn for d in session.scalars(select(DataSource))}
+
+
+def test_it_stores_a_data_source_read_from_stdin_encrypted_without_echoing_it(
+    cli: Cli, factory: sessionmaker[Session]
+) -> None:
     result = cli("datasources", "add", "warehouse", input=f"{DSN}\n")
     assert result.exit_code == 0, result.output
-    assert "data source 'warehouse' stored" in result.output
-    assert "S3cr3t-pw" not in result.output
+    assert result.output == "data source 'warehouse' stored\n"
+    stored = _stored_dsns(factory)["warehouse"]
+    assert stored.startswith(PREFIX) and "S3cr3t-pw" not in stored
+    again = cli("datasources", "add", "warehouse", input="sqlite:///orders.db\n")
+    assert again.output == "data source 'warehouse' replaced\n"
 
 
-def test_it_lists_data_source_names_but_never_their_dsn(cli: Cli) -> None:
+def test_it_refuses_a_bad_data_source_without_echoing_the_dsn(
+    cli: Cli, factory: sessionmaker[Session]
+) -> None:
+    result = cli("datasources", "add", "warehouse", input="mysql://root:S3cr3t-pw@db.internal/x\n")
+    assert result.exit_code == 1
+    assert (
+        "data source not stored: dsn: the sql probe reads mysql with the pymysql" in result.output
+    )
+    assert "S3cr3t-pw" not in result.output and "db.internal" not in result.output
+    bad_name = cli("datasources", "add", "Ware House", input=f"{DSN}\n")
+    assert bad_name.exit_code == 1 and "name: a data source name is" in bad_name.output
+    assert _stored_dsns(factory) == {}
+
+
+def test_it_lists_data_sources_but_never_their_dsn(cli: Cli) -> None:
     cli("datasources", "add", "warehouse", input=f"{DSN}\n")
     result = cli("datasources", "list")
     assert result.exit_code == 0, result.output
-    assert result.stdout == "warehouse\n"
+    [line] = result.stdout.splitlines()
+    assert line.split()[:3] == ["warehouse", "postgresql+psycopg", "db.internal/warehouse"]
+    assert "stored" in line
+    assert "S3cr3t-pw" not in result.output and "reader" not in result.output
+
+
+def test_it_removes_a_data_source_only_once_no_rule_reads_from_it(
+    cli: Cli, factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    cli("datasources", "add", "warehouse", input=f"{DSN}\n")
+    cli("rules", "import", str(_write(tmp_path, RULES)))
+    refused = cli("datasources", "remove", "warehouse")
+    assert refused.exit_code == 1
+    assert "used by 1 rule(s): 'nightly orders' (id" in refused.output
+    assert "warehouse" in _stored_dsns(factory)
+    with transaction(factory) as session:
+        session.delete(session.scalars(select(Rule).where(Rule.name == "nightly orders")).one())
+    assert cli("datasources", "remove", "warehouse").output == "data source 'warehouse' removed\n"
+    assert _stored_dsns(factory) == {}
+    assert "no data source named 'warehouse'" in cli("datasources", "remove", "warehouse").output
+
+
+def test_it_checks_a_data_source_and_scrubs_the_dsn_from_the_failure(cli: Cli) -> None:
+    cli("datasources", "add", "down", input="postgresql://reader:S3cr3t-pw@127.0.0.1:1/x\n")
+    result = cli("datasources", "check", "down")
+    assert result.exit_code == 1
+    assert "data source 'down': cannot connect to the data source" in result.output
+    assert "S3cr3t-pw" not in result.output
+    cli("datasources", "add", "memory", input="sqlite://\n")
+    ok = cli("datasources", "check", "memory")
+    assert ok.exit_code == 0 and "data source 'memory' answered in" in ok.output
+
+
+def test_db_upgrade_encrypts_plain_text_dsns_once_and_warns_of_undecryptable_ones(
+    cli: Cli, factory: sessionmaker[Session]
+) -> None:
+    lost = DsnCipher.from_secret_keys("l" * 40).encrypt(DSN)
+    with transaction(factory) as session:  # as versions before encryption stored them
+        session.add(DataSource(name="legacy", dsn=DSN, created_at=utcnow()))
+        session.add(DataSource(name="lost", dsn=lost, created_at=utcnow()))
+    first = cli("db", "upgrade")
+    assert first.exit_code == 0, first.output
+    assert "encrypted 1 data source DSN(s) with the current secret key" in first.stdout
+    assert "cannot decrypt data source 'lost': was RULEWATCH_SECRET_KEY changed?" in first.stderr
+    stored = _stored_dsns(factory)
+    assert stored["legacy"].startswith(PREFIX) and "S3cr3t-pw" not in stored["legacy"]
+    assert stored["lost"] == lost
+    second = cli("db", "upgrade")
+    assert second.stdout == "database is up to date\n"
+    assert _stored_dsns(factory)["legacy"] == stored["legacy"]
+    listed = cli("datasources", "list").stdout
+    assert "legacy" in listed and "db.internal/warehouse" in listed
+
+
+def test_db_upgrade_re_encrypts_under_a_new_secret_key_given_the_previous_one(
+    cli: Cli, factory: sessionmaker[Session]
+) -> None:
+    old, new = "o" * 40, "n" * 40
+    with_old = Cli({**cli.env, "RULEWATCH_SECRET_KEY": old})
+    with_old("datasources", "add", "warehouse", input=f"{DSN}\n")
+    rotating = Cli({**cli.env, "RULEWATCH_SECRET_KEY": new, "RULEWATCH_SECRET_KEY_PREVIOUS": old})
+    assert "encrypted 1 data source DSN(s)" in rotating("db", "upgrade").stdout
+    stored = _stored_dsns(factory)["warehouse"]
+    assert DsnCipher.from_secret_keys(new).decrypt(stored) == DSN
+    assert "cannot decrypt" not in Cli({**cli.env, "RULEWATCH_SECRET_KEY": new})(
+        "datasources", "list").stdout  # fmt: skip
 
 
 # users and tokens

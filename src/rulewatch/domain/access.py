@@ -9,7 +9,8 @@ ROLES = ("viewer", "editor", "admin")
 NAME_RULE = "1 to 64 of the characters A-Z a-z 0-9 _ . @ -"
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1000  # argon2 would hash more, but no one types it and it costs the server
-_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+NAME_PATTERN = r"[A-Za-z0-9_.@-]{1,64}"
+_NAME = re.compile(NAME_PATTERN)
 
 
 def may(role: str, needed: str) -> bool:

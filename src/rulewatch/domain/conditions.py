@@ -99,12 +99,12 @@ def _evaluate(condition: Condition, reader: ObservationReader) -> ConditionOutco
     right = _matcher_or_value(condition.right, reader)
     resolved = f"{_display(condition.left, left)} {condition.operator} "
     resolved += _display(condition.right, right)
-    unknown = [side for side in (left, right) if isinstance(side, Unknown)]
-    if unknown:
-        reason = "; ".join(side.reason for side in unknown)
+    if isinstance(left, Unknown) or isinstance(right, Unknown):  # (narrows both for mypy)
+        unknown = [side for side in (left, right) if isinstance(side, Unknown)]
+        why = "; ".join(side.reason for side in unknown)
         if all(side.awaiting_history for side in unknown):  # a rule's first run: no history
-            return ConditionOutcome(condition.text, resolved, True, f"not judged: {reason}")
-        return ConditionOutcome(condition.text, resolved, False, reason)
+            return ConditionOutcome(condition.text, resolved, True, f"not judged: {why}")
+        return ConditionOutcome(condition.text, resolved, False, why)
     ok, reason = _compare(condition, left, right)
     return ConditionOutcome(condition.text, resolved, ok, reason)
 

@@ -14,7 +14,8 @@ MIN_WINDOW = HOUR
 MAX_WINDOW = timedelta(days=400)
 
 # [0-9], not \d: int() reads other scripts' digits, which no one means in a URL.
-_WINDOW_RE = re.compile(r"([0-9]+)([mhdw])")
+WINDOW_SYNTAX = r"([0-9]+)([mhdw])"  # a number and a unit, like 24h
+_WINDOW_RE = re.compile(WINDOW_SYNTAX)
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 

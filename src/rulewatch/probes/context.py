@@ -18,6 +18,8 @@ class ProbeContext:
     """Resources shared by the probes of one batch; DSNs stay out of repr and logs."""
 
     datasources: Mapping[str, str] = field(repr=False)
+    # data sources that cannot be used, by name: the fault their rules record instead
+    datasource_faults: Mapping[str, str] = field(default_factory=dict)
     http_session: aiohttp.ClientSession | None = None
     sql_row_limit: int = 1000
     # the batch's own pool, sized to its sql rules, so no query waits for a thread

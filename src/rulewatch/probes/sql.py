@@ -40,6 +40,9 @@ async def probe_sql(target: Mapping[str, Any], ctx: ProbeContext) -> Observation
         validate_select(query)
     except ValueError as exc:
         return Observation(connected=False, fault=f"query rejected: {exc}")
+    unusable = ctx.datasource_faults.get(name)
+    if unusable is not None:
+        return Observation(connected=False, fault=unusable)
     dsn = ctx.datasources.get(name)
     if dsn is None:
         return Observation(connected=False, fault=f"unknown data source {name!r}")

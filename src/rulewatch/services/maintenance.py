@@ -19,6 +19,8 @@ from rulewatch.models import MaintenanceWindow, Rule, RuleTag
 from rulewatch.schemas import MaintenanceSpec, validate_maintenance
 
 FIELDS = tuple(MaintenanceSpec.model_fields)
+# maintenance_windows.id is a 32-bit INTEGER: a larger id fails on SQLite and PostgreSQL
+MAX_WINDOW_ID = 2**31 - 1
 
 
 class MaintenanceNotFound(LookupError):
@@ -87,7 +89,7 @@ def list_windows(session: Session) -> list[MaintenanceWindow]:
 
 def get_window(session: Session, window_id: int) -> MaintenanceWindow:
     """The window with this id, or MaintenanceNotFound."""
-    row = session.get(MaintenanceWindow, window_id)
+    row = session.get(MaintenanceWindow, window_id) if 1 <= window_id <= MAX_WINDOW_ID else None
     if row is None:
         raise MaintenanceNotFound(f"no maintenance window has id {window_id}")
     return row

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from rulewatch.config import AlertDefaults
@@ -17,6 +17,7 @@ from rulewatch.services.alerts import close_incident
 
 # rules.id is a 32-bit INTEGER: PostgreSQL and SQLite fail on a larger id instead of finding none
 MAX_RULE_ID = 2**31 - 1
+RULE_STATUSES = ("pass", "fail", "error", "paused", "nodata")
 SCHEDULE_FIELDS = ("interval_s", "cron")
 SPEC_FIELDS = (
     "name", "kind", "target", "conditions", "interval_s", "cron", "timezone", "enabled",
@@ -131,15 +132,39 @@ def _as_rule_id(key: int | str) -> int | None:
 
 
 def list_rules(
-    session: Session, tag: str | None = None, limit: int = 100, offset: int = 0
+    session: Session,
+    tag: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    *,
+    status: str | None = None,
+    name_contains: str | None = None,
 ) -> tuple[list[Rule], int]:
-    """A page of rules ordered by name, and the total count."""
+    """A page of rules ordered by name, and the total count, optionally filtered.
+
+    ``status``: pass, fail or error (enabled rules whose last verification had it), paused
+    (disabled) or nodata (enabled, never verified). ``name_contains`` ignores case.
+    """
     query = select(Rule)
     if tag:
         query = query.where(Rule.id.in_(select(RuleTag.rule_id).where(RuleTag.tag == tag)))
+    if status is not None:
+        query = query.where(_status_filter(status))
+    if name_contains:
+        query = query.where(func.lower(Rule.name).contains(name_contains.lower(), autoescape=True))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rules = session.scalars(query.order_by(Rule.name).limit(limit).offset(offset)).all()
     return list(rules), total
+
+
+def _status_filter(status: str) -> ColumnElement[bool]:
+    if status not in RULE_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(RULE_STATUSES)}")
+    if status == "paused":
+        return Rule.enabled.is_(False)
+    if status == "nodata":
+        return and_(Rule.enabled.is_(True), Rule.last_status.is_(None))
+    return and_(Rule.enabled.is_(True), Rule.last_status == status)
 
 
 def import_rules(session: Session, items: Sequence[Any], now: datetime) -> tuple[int, int]:

@@ -358,7 +358,11 @@ def _advance(session: Session, recorded: Sequence[tuple[_Probed, dict[str, Any]]
 
 
 def _sample(v: Mapping[str, Any]) -> Sample:
-    return Sample(v["rule_id"], v["started_at"], v["status"], v["duration_ms"], v["in_maintenance"])
+    due = v["scheduled_for"]
+    lag_ms = None if due is None else max(0.0, (v["started_at"] - due).total_seconds() * 1000)
+    return Sample(
+        v["rule_id"], v["started_at"], v["status"], v["duration_ms"], v["in_maintenance"], lag_ms
+    )
 
 
 def _outcome_dict(o: ConditionOutcome) -> dict[str, Any]:
@@ -401,11 +405,3 @@ def verification_to_dict(
 
 
 _COLUMNS = tuple(c.key for c in Verification.__table__.columns)
-
-
-def datasources_for(session: Session, configured: Mapping[str, str]) -> dict[str, str]:
-    """Data sources from settings, overridden by those an admin stored."""
-    from rulewatch.models import DataSource
-
-    stored = {d.name: d.dsn for d in session.scalars(select(DataSource))}
-    return {**configured, **stored}

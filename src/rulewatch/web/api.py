@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,10 +16,10 @@ from werkzeug.exceptions import HTTPException
 
 from rulewatch.celery_app import priority
 from rulewatch.db import transaction
-from rulewatch.domain.stability import parse_window
+from rulewatch.domain.stability import WINDOW_SYNTAX, parse_window
 from rulewatch.models import Verification, utcnow
 from rulewatch.runtime import Runtime
-from rulewatch.schemas import FieldError, InputInvalid, RuleInvalid
+from rulewatch.schemas import FieldError, InputInvalid, MaintenanceSpec, RuleInvalid, RuleSpec
 from rulewatch.services.alerts import incident_to_dict, recent_incidents
 from rulewatch.services.maintenance import (
     MaintenanceNotFound,
@@ -32,6 +31,7 @@ from rulewatch.services.maintenance import (
 )
 from rulewatch.services.notifications import notification_to_dict, recent_notifications
 from rulewatch.services.rules import (
+    RULE_STATUSES,
     RuleNotFound,
     change_rule,
     create_rule,
@@ -43,17 +43,33 @@ from rulewatch.services.rules import (
 from rulewatch.services.stability import StabilityReport, report_to_dict, stability_report
 from rulewatch.services.verification import verification_to_dict
 from rulewatch.tasks import enqueue_notifications, time_limits, verify, verify_all_rules
+from rulewatch.web.api_models import (
+    MAX_COUNTDOWN_S,
+    Incidents,
+    MaintenanceList,
+    MaintenanceOut,
+    Notifications,
+    RuleOut,
+    RulePage,
+    StabilityOut,
+    TaskQueued,
+    TaskState,
+    VerificationQueued,
+    Verifications,
+    VerifyNow,
+)
+from rulewatch.web.api_spec import ChoiceArg, IntArg, TextArg, documented
 from rulewatch.web.auth import authorise, role
 from rulewatch.web.errors import ApiError, error_response
+from rulewatch.web.text_guard import refuse_nul_characters
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 api.before_request(authorise)  # every endpoint: signed in, and a role that may (fail closed)
+api.before_request(refuse_nul_characters)  # PostgreSQL cannot store it: 400, not 500
 API_PATHS = "/api/"
-# Redis redelivers a message unacknowledged for its visibility timeout (3600 s), and a
-# delayed message counts as unacknowledged from the start: longer waits would run twice.
-MAX_COUNTDOWN_S = 3300
-# plain ASCII digits, few enough for int() to read them at once
-_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns on every database
+OFFSET = IntArg("offset", 0, 10**9, "how many to skip", default=0)
+TAG = TextArg("tag", "only the rules with this tag")
 
 
 @api.errorhandler(ApiError)
@@ -118,20 +134,21 @@ def _json_body(required: bool = True) -> dict[str, Any]:
     return data
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not _WHOLE_NUMBER.fullmatch(raw) or not low <= int(raw) <= high:
-        raise ApiError(
-            400, "bad_parameter", f"{name} must be a whole number from {low} to {high}",
-            [FieldError(name, f"got {raw!r}")],
-        )  # fmt: skip
-    return int(raw)
+def _limit(default: int, high: int) -> IntArg:
+    return IntArg("limit", 1, high, "how many at most", default)
+
+
+RULES_LIMIT = _limit(100, 1000)
+RULE_STATUS = ChoiceArg("status", ("all", *RULE_STATUSES), "all",
+                        "pass, fail, error: enabled rules whose last run had it; paused: disabled;"
+                        " nodata: enabled, never verified")  # fmt: skip
+NAME_CONTAINS = TextArg("q", "only the rules whose name contains this, ignoring case")
+MAX_NAME_QUERY = 200  # rule names are at most 200 characters
 
 
 @api.post("/rules")
 @role("editor")
+@documented(RuleOut, 201, body=RuleSpec, errors=[422])
 def post_rule() -> tuple[Response, int]:
     """Create a rule."""
     with _write_rule() as session:
@@ -141,19 +158,31 @@ def post_rule() -> tuple[Response, int]:
 
 @api.get("/rules")
 @role("viewer")
+@documented(RulePage, query=[TAG, RULE_STATUS, NAME_CONTAINS, RULES_LIMIT, OFFSET])
 def get_rules() -> Response:
-    """List rules, optionally by tag, paginated."""
-    limit = _int_arg("limit", 100, 1, 1000)
-    offset = _int_arg("offset", 0, 0, 10**9)
+    """List rules, optionally by tag, status and name (``q``), paginated."""
+    limit = RULES_LIMIT.read()
+    offset = OFFSET.read()
+    status, q = _or_none(RULE_STATUS.read()), NAME_CONTAINS.given()
+    if q is not None and len(q) > MAX_NAME_QUERY:
+        raise ApiError(400, "bad_parameter", f"q is at most {MAX_NAME_QUERY} characters",
+                       [FieldError("q", f"got {len(q)} characters")])  # fmt: skip
     with _rt().factory() as session:
-        rules, total = list_rules(session, request.args.get("tag"), limit, offset)
+        rules, total = list_rules(
+            session, TAG.given(), limit, offset, status=status, name_contains=q
+        )
         return jsonify(
             rules=[rule_to_dict(r) for r in rules], total=total, limit=limit, offset=offset
         )
 
 
+def _or_none(status: str) -> str | None:
+    return None if status == "all" else status
+
+
 @api.get("/rules/<int:rule_id>")
 @role("viewer")
+@documented(RuleOut)
 def get_one(rule_id: int) -> Response:
     """One rule."""
     with _rt().factory() as session:
@@ -162,6 +191,7 @@ def get_one(rule_id: int) -> Response:
 
 @api.patch("/rules/<int:rule_id>")
 @role("editor")
+@documented(RuleOut, body=RuleSpec, partial=True, errors=[422])
 def patch_rule(rule_id: int) -> Response:
     """Change some fields of a rule; the result is validated as a whole."""
     settings = _rt().settings
@@ -175,6 +205,7 @@ def patch_rule(rule_id: int) -> Response:
 
 @api.delete("/rules/<int:rule_id>")
 @role("editor")
+@documented(None, 204)
 def delete_rule(rule_id: int) -> tuple[str, int]:
     """Delete a rule and its history."""
     settings = _rt().settings
@@ -186,6 +217,7 @@ def delete_rule(rule_id: int) -> tuple[str, int]:
 
 @api.post("/rules/<int:rule_id>/verify")
 @role("editor")
+@documented(VerificationQueued, 202, body=VerifyNow, body_required=False)
 def verify_now(rule_id: int) -> tuple[Response, int]:
     """Queue a manual verification on the interactive queue, now or after ``countdown_s``."""
     countdown = _countdown_s(_json_body(required=False))
@@ -218,6 +250,7 @@ def _countdown_s(body: dict[str, Any]) -> float:
 
 @api.post("/verify-all")
 @role("editor")
+@documented(TaskQueued, 202)
 def verify_all() -> tuple[Response, int]:
     """Verify every enabled rule now."""
     result = verify_all_rules.apply_async(kwargs={"force": True})
@@ -226,6 +259,7 @@ def verify_all() -> tuple[Response, int]:
 
 @api.get("/tasks/<task_id>")
 @role("viewer")
+@documented(TaskState)
 def task_status(task_id: str) -> Response:
     """A task's state (Celery's names) and its result once there is one."""
     result: AsyncResult[Any] = AsyncResult(task_id, app=current_app.extensions["celery"])
@@ -238,11 +272,15 @@ def task_status(task_id: str) -> Response:
     return jsonify(task_id=task_id, state=state, result=payload)
 
 
+VERIFICATIONS_LIMIT = _limit(50, 1000)
+
+
 @api.get("/rules/<int:rule_id>/verifications")
 @role("viewer")
+@documented(Verifications, query=[VERIFICATIONS_LIMIT])
 def verifications(rule_id: int) -> Response:
     """A rule's verifications, newest first."""
-    limit = _int_arg("limit", 50, 1, 1000)
+    limit = VERIFICATIONS_LIMIT.read()
     with _rt().factory() as session:
         rule = get_rule(session, rule_id)
         rows = session.scalars(
@@ -254,17 +292,21 @@ def verifications(rule_id: int) -> Response:
         return jsonify(verifications=[verification_to_dict(v, rule.name) for v in rows])
 
 
+WINDOW = TextArg("window", "a number and a unit (m, h, d, w), from 1h to 400d", "24h",
+                 rf"^\s*{WINDOW_SYNTAX}\s*$")  # fmt: skip
+STABILITY_LIMIT = _limit(100, 10000)
+ORDER = ChoiceArg("order", ("name", "worst"), "name", "rules by name, or the worst first")
+
+
 @api.get("/stability")
 @role("viewer")
+@documented(StabilityOut, query=[WINDOW, TAG, STABILITY_LIMIT, OFFSET, ORDER])
 def stability() -> Response:
     """Stability rates over a window: overall, and a page of rules (by name or worst first)."""
-    window, tag = request.args.get("window", "24h"), request.args.get("tag")
-    limit = _int_arg("limit", 100, 1, 10000)
-    offset = _int_arg("offset", 0, 0, 10**9)
-    order = request.args.get("order", "name")
-    if order not in ("name", "worst"):
-        raise ApiError(400, "bad_parameter", "order must be name or worst",
-                       [FieldError("order", f"got {order!r}")])  # fmt: skip
+    window, tag = WINDOW.read(), TAG.given()
+    limit = STABILITY_LIMIT.read()
+    offset = OFFSET.read()
+    order = ORDER.read()
     rt = _rt()
     try:
         parse_window(window)
@@ -279,34 +321,42 @@ def stability() -> Response:
     return jsonify(report_to_dict(report, limit, offset, worst_first=order == "worst"))
 
 
+NOTIFICATIONS_LIMIT = _limit(50, 1000)
+NOTIFICATION_STATUS = TextArg("status", "only this status: pending, sending, sent, failed, unsent")
+
+
 @api.get("/notifications")
 @role("viewer")
+@documented(Notifications, query=[NOTIFICATIONS_LIMIT, NOTIFICATION_STATUS])
 def list_notifications() -> Response:
     """Outbox rows, newest first: status (pending, sending, sent, failed, unsent), attempts, why."""
-    limit = _int_arg("limit", 50, 1, 1000)
-    status = request.args.get("status")
+    limit = NOTIFICATIONS_LIMIT.read()
+    status = NOTIFICATION_STATUS.given()
     with _rt().factory() as session:
         rows = recent_notifications(session, limit, status)
         return jsonify(notifications=[notification_to_dict(n) for n in rows])
 
 
+INCIDENTS_LIMIT = _limit(50, 1000)
+INCIDENT_STATE = ChoiceArg("state", ("open", "all"), "all", "open ones only, or all")
+INCIDENT_RULE = IntArg("rule_id", 1, MAX_ID, "only this rule's")
+
+
 @api.get("/incidents")
 @role("viewer")
+@documented(Incidents, query=[INCIDENTS_LIMIT, INCIDENT_STATE, INCIDENT_RULE])
 def list_incidents() -> Response:
     """Incidents, newest first: ``state=open`` for open ones, ``rule_id`` for one rule."""
-    limit = _int_arg("limit", 50, 1, 1000)
-    state = request.args.get("state", "all")
-    if state not in ("open", "all"):
-        raise ApiError(400, "bad_parameter", "state must be open or all",
-                       [FieldError("state", f"got {state!r}")])  # fmt: skip
-    rule_id = _int_arg("rule_id", 0, 1, 2**31 - 1) if "rule_id" in request.args else None
+    limit = INCIDENTS_LIMIT.read()
+    state = INCIDENT_STATE.read()
     with _rt().factory() as session:
-        rows = recent_incidents(session, limit, state == "open", rule_id)
+        rows = recent_incidents(session, limit, state == "open", INCIDENT_RULE.given())
         return jsonify(incidents=[incident_to_dict(i) for i in rows])
 
 
 @api.get("/maintenance")
 @role("viewer")
+@documented(MaintenanceList)
 def get_maintenance() -> Response:
     """Maintenance windows, newest first, each with whether it is active and its next run."""
     now = utcnow()
@@ -316,6 +366,7 @@ def get_maintenance() -> Response:
 
 @api.post("/maintenance")
 @role("editor")
+@documented(MaintenanceOut, 201, body=MaintenanceSpec, errors=[422])
 def post_maintenance() -> tuple[Response, int]:
     """Plan a maintenance window (one-off, or recurring with ``cron``)."""
     with _write() as session:
@@ -325,6 +376,7 @@ def post_maintenance() -> tuple[Response, int]:
 
 @api.get("/maintenance/<int:window_id>")
 @role("viewer")
+@documented(MaintenanceOut)
 def get_one_maintenance(window_id: int) -> Response:
     """One maintenance window."""
     with _rt().factory() as session:
@@ -333,6 +385,7 @@ def get_one_maintenance(window_id: int) -> Response:
 
 @api.patch("/maintenance/<int:window_id>")
 @role("editor")
+@documented(MaintenanceOut, body=MaintenanceSpec, partial=True, errors=[422])
 def patch_maintenance(window_id: int) -> Response:
     """Change some fields of a window (null clears one); the result is validated as a whole."""
     with _write() as session:
@@ -342,6 +395,7 @@ def patch_maintenance(window_id: int) -> Response:
 
 @api.delete("/maintenance/<int:window_id>")
 @role("editor")
+@documented(None, 204)
 def delete_maintenance(window_id: int) -> tuple[str, int]:
     """End and forget a maintenance window (verifications already marked stay marked)."""
     with _write() as session:

@@ -35,11 +35,25 @@ from rulewatch.services.users import (
     verify_password,
 )
 from rulewatch.web.api import _api_error, _json_body, _rt, _write, api
+from rulewatch.web.api_models import (
+    CreatedToken,
+    CreatedUser,
+    Me,
+    NewToken,
+    NewUser,
+    SignIn,
+    Tokens,
+    UserChange,
+    UserOut,
+    Users,
+)
+from rulewatch.web.api_spec import TextArg, documented
 from rulewatch.web.auth import PUBLIC, Principal, caller, role, sign_in, sign_out
 from rulewatch.web.errors import ApiError
 from rulewatch.web.login_throttle import LoginThrottle
 
 WRONG_CREDENTIALS = "the username or password is wrong"
+TOKEN_USER = TextArg("user", "only this user's tokens (a name or an id)")
 
 
 @api.errorhandler(UserNotFound)
@@ -60,6 +74,7 @@ def _me(principal: Principal) -> dict[str, Any]:
 
 @api.post("/session")
 @role(PUBLIC)
+@documented(Me, body=SignIn, errors=[401, 429])
 def post_session() -> Response:
     """Sign in with a username and password; the session cookie carries the rest."""
     body = _json_body()
@@ -90,6 +105,7 @@ def post_session() -> Response:
 
 @api.delete("/session")
 @role("viewer")
+@documented(None, 204)
 def delete_session() -> tuple[str, int]:
     """Sign out: the session cookie no longer signs anyone in."""
     sign_out()
@@ -98,6 +114,7 @@ def delete_session() -> tuple[str, int]:
 
 @api.get("/me")
 @role("viewer")
+@documented(Me)
 def get_me() -> Response:
     """Who the caller is, their role, and whether a session or a token signed them in."""
     return jsonify(_me(caller()))
@@ -116,6 +133,7 @@ def _write_user() -> Iterator[Session]:
 
 @api.get("/users")
 @role("admin")
+@documented(Users)
 def get_users() -> Response:
     """Every user with their role and last sign-in (never a password hash)."""
     with _rt().factory() as session:
@@ -124,10 +142,11 @@ def get_users() -> Response:
 
 @api.post("/users")
 @role("admin")
+@documented(CreatedUser, 201, body=NewUser, errors=[422])
 def post_user() -> tuple[Response, int]:
     """Create a user; without a password one is generated and returned, this once."""
     body = _json_body()
-    extra = sorted(set(body) - {"name", "role", "password"})
+    extra = sorted(set(body) - set(NewUser.model_fields))
     if extra:
         raise UserInvalid([FieldError(f, "not a field of a user (name, role, password)")
                            for f in extra])  # fmt: skip
@@ -141,6 +160,7 @@ def post_user() -> tuple[Response, int]:
 
 @api.patch("/users/<int:user_id>")
 @role("admin")
+@documented(UserOut, body=UserChange, errors=[409, 422])
 def patch_user(user_id: int) -> Response:
     """Change a user's role or password (a new password ends their sessions)."""
     body = _json_body()
@@ -150,6 +170,7 @@ def patch_user(user_id: int) -> Response:
 
 @api.delete("/users/<int:user_id>")
 @role("admin")
+@documented(None, 204, errors=[409])
 def delete_one_user(user_id: int) -> tuple[str, int]:
     """Delete a user, their sessions and their tokens."""
     with _write() as session:
@@ -159,19 +180,22 @@ def delete_one_user(user_id: int) -> tuple[str, int]:
 
 @api.get("/tokens")
 @role("admin")
+@documented(Tokens, query=[TOKEN_USER], errors=[404])
 def get_tokens() -> Response:
     """Tokens, newest first, revoked ones included: prefix, user, label, last use."""
     with _rt().factory() as session:
-        user = get_user(session, request.args["user"]) if "user" in request.args else None
+        name = TOKEN_USER.given()
+        user = get_user(session, name) if name is not None else None
         return jsonify(tokens=[token_to_dict(t) for t in list_tokens(session, user)])
 
 
 @api.post("/tokens")
 @role("admin")
+@documented(CreatedToken, 201, body=NewToken, errors=[422])
 def post_token() -> tuple[Response, int]:
     """Create a token for a user (the caller by default); its text is in this answer only."""
     body = _json_body()
-    extra = sorted(set(body) - {"user", "label"})
+    extra = sorted(set(body) - set(NewToken.model_fields))
     if extra:
         raise TokenInvalid([FieldError(f, "not a field of a token (user, label)") for f in extra])
     with _write() as session:
@@ -191,6 +215,7 @@ def _token_user(session: Session, key: Any) -> User:
 
 @api.delete("/tokens/<int:token_id>")
 @role("admin")
+@documented(None, 204)
 def delete_token(token_id: int) -> tuple[str, int]:
     """Revoke a token: it is refused from the next request on."""
     with _write() as session:

@@ -1,0 +1,168 @@
+"""Data source endpoints on the api blueprint (admin only); no response ever holds a DSN."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from flask import Response, jsonify
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy.exc import IntegrityError
+
+from rulewatch.models import utcnow
+from rulewatch.schemas import FieldError
+from rulewatch.services.datasources import (
+    MAX_DSN,
+    DataSourceInSettings,
+    DataSourceInUse,
+    DataSourceInvalid,
+    DataSourceNotFound,
+    check_datasource,
+    datasource_to_dict,
+    delete_datasource,
+    get_datasource,
+    list_datasources,
+    put_datasource,
+)
+from rulewatch.web.api import _api_error, _json_body, _rt, _write, api
+from rulewatch.web.api_spec import documented
+from rulewatch.web.auth import role
+from rulewatch.web.errors import ApiError
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+
+class DataSourceOut(_Answer):
+    """A data source: where its database is and whether rules can use it; never its DSN."""
+
+    name: str
+    origin: Literal["stored", "settings"] = Field(
+        description="stored through the API or CLI, or defined in RULEWATCH_DATASOURCES"
+    )
+    dialect: str | None = Field(examples=["postgresql", "mysql", "mariadb", "sqlite"])
+    driver: str | None = Field(examples=["psycopg", "pymysql", "pysqlite"])
+    host: str | None
+    port: int | None
+    database: str | None
+    created_at: datetime | None
+    usable: bool
+    problem: str | None = Field(description="why rules cannot use it, when they cannot")
+
+
+class StoredDataSource(DataSourceOut):
+    """The data source as stored, and whether this request created it."""
+
+    created: bool
+
+
+class DataSources(_Answer):
+    """Every data source rules can name, by name."""
+
+    datasources: list[DataSourceOut]
+
+
+class DataSourceIn(BaseModel):
+    """A data source's DSN: kept encrypted, never shown back."""
+
+    model_config = ConfigDict(extra="forbid")
+    dsn: Annotated[str, StringConstraints(min_length=1, max_length=MAX_DSN)] = Field(
+        examples=["postgresql+psycopg://reader:secret@db.example/warehouse"],
+        description="a SQLAlchemy URL: postgresql+psycopg, mysql+pymysql, mariadb+pymysql, sqlite",
+    )
+
+
+class DataSourceCheck(_Answer):
+    """How connecting and running SELECT 1 went (``error`` scrubbed of the DSN)."""
+
+    name: str
+    ok: bool
+    error: str | None
+    response_time_ms: float | None
+
+
+@api.errorhandler(DataSourceNotFound)
+def _not_found(exc: DataSourceNotFound) -> tuple[Response, int]:
+    return _api_error(ApiError(404, "not_found", str(exc)))
+
+
+@api.errorhandler(DataSourceInUse)
+def _in_use(exc: DataSourceInUse) -> tuple[Response, int]:
+    users = [
+        FieldError("name", f"used by rule {name!r} (id {rule_id})") for rule_id, name in exc.rules
+    ]
+    return _api_error(ApiError(409, "datasource_in_use", str(exc), users))
+
+
+@api.errorhandler(DataSourceInSettings)
+def _in_settings(exc: DataSourceInSettings) -> tuple[Response, int]:
+    return _api_error(ApiError(409, "datasource_in_settings", str(exc)))
+
+
+@api.get("/datasources")
+@role("admin")
+@documented(DataSources)
+def get_datasources() -> Response:
+    """Data sources, stored and from settings: dialect, driver, host; never a DSN."""
+    rt = _rt()
+    with rt.factory() as session:
+        infos = list_datasources(session, rt.settings.datasources, rt.dsn_cipher)
+        return jsonify(datasources=[datasource_to_dict(i) for i in infos])
+
+
+@api.get("/datasources/<name>")
+@role("admin")
+@documented(DataSourceOut)
+def get_one_datasource(name: str) -> Response:
+    """One data source, as the listing shows it."""
+    rt = _rt()
+    with rt.factory() as session:
+        return jsonify(datasource_to_dict(get_datasource(
+            session, name, rt.settings.datasources, rt.dsn_cipher)))  # fmt: skip
+
+
+@api.put("/datasources/<name>")
+@role("admin")
+@documented(StoredDataSource, body=DataSourceIn, errors=[409, 422])
+def put_one_datasource(name: str) -> Response:
+    """Store a data source, or replace its DSN; the DSN is kept encrypted, never shown."""
+    body = _json_body()
+    extra = sorted(set(body) - {"dsn"})
+    if extra:
+        raise DataSourceInvalid([_not_a_field(f) for f in extra])
+    rt = _rt()
+    try:
+        with _write() as session:
+            row, created = put_datasource(session, name, body.get("dsn"), rt.dsn_cipher, utcnow())
+            info = get_datasource(session, row.name, rt.settings.datasources, rt.dsn_cipher)
+    except IntegrityError:
+        message = "another request stored this data source at the same moment: send it again"
+        raise ApiError(409, "conflict", message) from None
+    return jsonify({**datasource_to_dict(info), "created": created})
+
+
+def _not_a_field(name: str) -> FieldError:
+    return FieldError(name, "not a field of a data source (dsn)")
+
+
+@api.delete("/datasources/<name>")
+@role("admin")
+@documented(None, 204, errors=[409])
+def delete_one_datasource(name: str) -> tuple[str, int]:
+    """Forget a stored data source; 409 while rules read from it, naming them."""
+    with _write() as session:
+        delete_datasource(session, name, _rt().settings.datasources)
+    return "", 204
+
+
+@api.post("/datasources/<name>/check")
+@role("admin")
+@documented(DataSourceCheck)
+def check_one_datasource(name: str) -> Response:
+    """Connect and run ``SELECT 1`` as its rules would; the answer says how it went."""
+    rt = _rt()
+    seen = check_datasource(rt.factory, name, rt.settings.datasources, rt.dsn_cipher)
+    problem = seen.fault or seen.failure
+    return jsonify(name=name, ok=problem is None, error=problem,
+                   response_time_ms=seen.response_time_ms)  # fmt: skip
