@@ -35,7 +35,23 @@ def _rt(app: Flask) -> Runtime:
     return rt
 
 
-@click.group()
+class _Commands(click.Group):
+    """Database trouble ends a command with one line that says what to do, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, ProgrammingError) as exc:
+            problem = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+            raise click.ClickException(
+                f"database error: {problem}. Is RULEWATCH_DATABASE_URL right and reachable, "
+                "and its schema up to date (`rulewatch db upgrade`)?"
+            ) from None
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="rulewatch")
 def main() -> None:
     """rulewatch: verify rules on a schedule, record every run, report stability."""

@@ -493,3 +493,10 @@ def test_up_refuses_an_admin_password_too_short(cli: Cli, monkeypatch: pytest.Mo
     assert result.exit_code == 1
     assert "RULEWATCH_ADMIN_PASSWORD is not usable" in result.output
     assert "at least 12 characters" in result.output
+
+
+def test_it_says_to_migrate_when_the_database_has_no_schema(cli: Cli, empty_url: str) -> None:
+    result = cli.on(empty_url)("users", "list")
+    assert result.exit_code == 1
+    assert "database error" in result.output and "rulewatch db upgrade" in result.output
+    assert "Traceback" not in result.output
