@@ -214,7 +214,7 @@ class Notification(Base):
     sent_at: Mapped[datetime | None]
     claimed_until: Mapped[datetime | None]
     # who holds the claim: a sender claims a whole group under one token
-    claim_token: Mapped[str | None] = mapped_column(String(36))
+    claim_token: Mapped[str | None] = mapped_column(String(36), index=True)
     # alerts of one verify_all_rules tick, one kind, one recipient go out as one email
     group_key: Mapped[str | None] = mapped_column(String(400))
     details: Mapped[dict[str, Any] | None]  # what the email says, to list it in a group email

@@ -99,3 +99,23 @@ def test_it_keeps_ticks_apart(factory: sessionmaker[Session], inbox: Inbox, smtp
         for nid in batch:
             send(factory, smtp, nid)
     assert sorted(m["Subject"] for m in inbox.messages) == ["[FIRING] api a", "[FIRING] api b"]
+
+
+def test_senders_of_one_group_starting_together_send_it_once_without_deadlock(
+    factory: sessionmaker[Session], inbox: Inbox, smtp_port: int
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = _rules(factory, [f"api {i}" for i in range(6)], ["ops@example.com"])
+    calls: list[tuple[list[int], float]] = []
+    tick = str(uuid.uuid4())
+    verify_jobs(factory, [Job(r, str(uuid.uuid4()), None, tick) for r in ids], CTX, _collect(calls))
+    [(rows, _)] = calls
+    smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rw@example.com", timeout_s=5)
+    with ThreadPoolExecutor(len(rows)) as pool:  # the group's tasks, released together
+        statuses = list(pool.map(lambda nid: send(factory, smtp, nid), rows))
+    assert "sent" in statuses and set(statuses) <= {"sent", "sending", "pending"}
+    [message] = inbox.messages
+    assert message["Subject"].startswith("[FIRING] 6 rules")
+    with factory() as session:
+        assert {r.status for r in session.scalars(select(Notification))} == {"sent"}

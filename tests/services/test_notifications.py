@@ -49,7 +49,7 @@ def test_it_sends_a_notification_once_as_text_and_html(
     assert message["Subject"] == "[FIRING] orders API"
     assert message["From"] == "rulewatch@example.com"
     assert message["To"] == "ops@example.com, dev@example.com"
-    assert f"rulewatch-notification-{nid}" in message["Message-ID"]
+    assert message["Message-ID"] == f"<rulewatch-notification-{nid}@example.com>"
     parts = {p.get_content_type(): p.get_payload(decode=True) for p in message.walk()}
     assert message.get_content_type() == "multipart/alternative"
     assert b"orders API is failing" in parts["text/plain"]

@@ -8,6 +8,7 @@ same Message-ID, so mail clients can drop the rare duplicate: SMTP itself is at 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import smtplib
 import ssl
@@ -15,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -44,37 +45,38 @@ def _claimable(now: datetime) -> Any:
 def claim(
     session: Session, notification_id: int, now: datetime, lease_s: float = 120.0
 ) -> str | None:
-    """Take the row, and the pending rows of its group, for sending; return the claim token.
+    """Take the row, and the unsent rows of its group, for sending; return the claim token.
 
     Rows of one group (one tick's alerts of one kind for one recipient) are claimed under
     one token and sent as one email. None when the row is sent, failed, or held by another.
+    The group's senders start together: the rows are locked in id order with SKIP LOCKED
+    (PostgreSQL, MySQL), so one takes the group and the others step aside, never deadlock.
     """
-    token = str(uuid.uuid4())
-    held = {
-        "status": "sending",
-        "claimed_until": now + timedelta(seconds=lease_s),
-        "claim_token": token,
-        "attempts": Notification.attempts + 1,
-    }
-    result = session.execute(
-        update(Notification)
-        .where(Notification.id == notification_id, _claimable(now))
-        .values(**held)
-        .execution_options(synchronize_session=False)
-    )
-    if not getattr(result, "rowcount", 0):
-        return None
     group_key = session.scalar(
         select(Notification.group_key).where(Notification.id == notification_id)
     )
+    mine = Notification.id == notification_id
     if group_key is not None:
-        session.execute(
-            update(Notification)
-            .where(Notification.group_key == group_key, _claimable(now))
-            .values(**held)
-            .execution_options(synchronize_session=False)
+        mine = or_(mine, Notification.group_key == group_key)
+    candidates = select(Notification.id).where(mine, _claimable(now)).order_by(Notification.id)
+    if session.get_bind().dialect.name != "sqlite":  # SQLite's write lock serialises senders
+        candidates = candidates.with_for_update(skip_locked=True)
+    ids = list(session.scalars(candidates))
+    if notification_id not in ids:
+        return None
+    token = str(uuid.uuid4())
+    result = session.execute(
+        update(Notification)
+        .where(Notification.id.in_(ids), _claimable(now))
+        .values(
+            status="sending",
+            claimed_until=now + timedelta(seconds=lease_s),
+            claim_token=token,
+            attempts=Notification.attempts + 1,
         )
-    return token
+        .execution_options(synchronize_session=False)
+    )
+    return token if getattr(result, "rowcount", 0) else None
 
 
 def send(factory: sessionmaker[Session], smtp: SmtpSettings, notification_id: int) -> str:
@@ -160,7 +162,7 @@ def give_up(factory: sessionmaker[Session], notification_id: int, reason: str) -
 def build_message(rows: Sequence[Notification], sender: str) -> EmailMessage:
     """A multipart (text and HTML) message for one row, or one listing a group's rows.
 
-    The Message-ID is fixed by the first row's id, so a resend after a crash can be
+    The Message-ID is fixed by the rows' ids, so a resend after a crash can be
     recognised as the same message by mail clients.
     """
     first = rows[0]
@@ -172,11 +174,19 @@ def build_message(rows: Sequence[Notification], sender: str) -> EmailMessage:
     message["From"] = sender
     message["To"] = ", ".join(first.recipients)
     message["Subject"] = subject
-    domain = sender.rsplit("@", 1)[-1] or "rulewatch"
-    message["Message-ID"] = make_msgid(idstring=f"rulewatch-notification-{first.id}", domain=domain)
+    address = parseaddr(sender)[1]  # "rulewatch <rw@example.com>" -> rw@example.com
+    domain = address.rsplit("@", 1)[-1] if "@" in address else "rulewatch.invalid"
+    # the same rows give the same id (a resend after a crash); other rows, another id
+    ids = "-".join(str(r.id) for r in sorted(rows, key=lambda r: r.id))
+    idstring = f"rulewatch-notification-{ids if len(ids) <= 40 else _digest(ids)}"
+    message["Message-ID"] = f"<{idstring}@{domain}>"  # not make_msgid: it adds time and chance
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     return message
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def render_group(rows: Sequence[Notification]) -> tuple[str, str, str]:
