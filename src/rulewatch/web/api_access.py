@@ -85,21 +85,21 @@ def post_session() -> Response:
         raise ApiError(400, "bad_parameter", "give username and password as text", missing)
     throttle: LoginThrottle = current_app.extensions["login_throttle"]
     address = request.remote_addr or "unknown"
-    wait = throttle.retry_after(address, name)
+    wait = throttle.attempt(address, name)
     if wait:
-        message = f"too many failed sign-ins from this address: try again in {wait} s"
+        message = f"too many sign-in attempts from this address: try again in {wait} s"
         raise ApiError(429, "too_many_attempts", message, [FieldError("username", message)],
                        headers={"Retry-After": str(wait)})  # fmt: skip
     with _write() as session:
         user = verify_password(session, name, password, utcnow())
         principal = sign_in(user) if user is not None else None
     if principal is None:
-        throttle.failed(address, name)
         raise ApiError(
             401, "invalid_credentials", WRONG_CREDENTIALS,
             [FieldError("username", WRONG_CREDENTIALS), FieldError("password", WRONG_CREDENTIALS)],
             headers={"WWW-Authenticate": 'Bearer realm="rulewatch"'},
         )  # fmt: skip
+    throttle.succeeded(address, name)
     return jsonify(_me(principal))
 
 

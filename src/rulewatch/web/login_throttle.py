@@ -1,4 +1,4 @@
-"""Failed sign-ins counted per address and name, and per address; refused past the limits.
+"""Sign-in attempts counted per address and name, and per address; refused past the limits.
 
 Counts live in Redis when the broker is Redis, so every web process shares them; otherwise
 in the memory of each web process (embedded mode: limits are per process).
@@ -30,7 +30,7 @@ def storage_uri(settings: Settings) -> str:
 
 
 class LoginThrottle:
-    """Counts failed sign-ins; a storage outage lets sign-ins through rather than lock all out."""
+    """Counts sign-in attempts; a storage outage lets sign-ins through rather than lock all out."""
 
     def __init__(self, uri: str) -> None:
         storage = storage_from_string(
@@ -44,22 +44,27 @@ class LoginThrottle:
             (PER_ADDRESS, ("login", address)),
         ]
 
-    def retry_after(self, address: str, name: str) -> int:
-        """Seconds until this address may try this name again; 0 when it may now."""
-        wait = 0.0
+    def attempt(self, address: str, name: str) -> int:
+        """Count a sign-in attempt before the password is checked; return the seconds to
+        wait when it is over a limit (refuse it then), 0 when it may go on.
+
+        Counting first means a burst of guesses sent at once cannot all pass the check
+        before any of them is counted.
+        """
         try:
             for item, keys in self._limits(address, name):
-                if not self._limiter.test(item, *keys):
+                if not self._limiter.hit(item, *keys):
                     reset = self._limiter.get_window_stats(item, *keys).reset_time
-                    wait = max(wait, reset - time.time(), 1)
+                    return max(1, math.ceil(reset - time.time()))
         except StorageError as exc:
             log.warning("sign-in limits not checked, their storage failed: %s", exc)
-        return math.ceil(wait)
+        return 0
 
-    def failed(self, address: str, name: str) -> None:
-        """Count one failed sign-in."""
+    def succeeded(self, address: str, name: str) -> None:
+        """A right password: this name's attempts from this address start afresh (the
+        address's own count stays, so one good account cannot reset guesses at others)."""
+        item, keys = self._limits(address, name)[0]
         try:
-            for item, keys in self._limits(address, name):
-                self._limiter.hit(item, *keys)
+            self._limiter.clear(item, *keys)
         except StorageError as exc:
-            log.warning("a failed sign-in was not counted, its storage failed: %s", exc)
+            log.warning("sign-in count not cleared, its storage failed: %s", exc)
