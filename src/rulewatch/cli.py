@@ -297,16 +297,15 @@ def datasources_check(name: str) -> None:
 
 def _first_admin(rt: Runtime) -> None:
     """With no user yet, create `admin` (RULEWATCH_ADMIN_PASSWORD, or a random password)."""
-    from rulewatch.services.users import UserInvalid, create_user, generate_password, has_users
+    from rulewatch.services.users import UserInvalid, ensure_first_admin, generate_password
 
     password = rt.settings.admin_password or generate_password()
-    with transaction(rt.factory) as session:
-        if has_users(session):
-            return
-        try:
-            create_user(session, "admin", "admin", password, utcnow())
-        except UserInvalid as exc:
-            raise click.ClickException(f"RULEWATCH_ADMIN_PASSWORD is not usable: {exc}") from None
+    try:
+        with transaction(rt.factory) as session:
+            if ensure_first_admin(session, password, utcnow()) is None:
+                return
+    except UserInvalid as exc:
+        raise click.ClickException(f"RULEWATCH_ADMIN_PASSWORD is not usable: {exc}") from None
     if rt.settings.admin_password:
         click.echo(
             "created user 'admin' (role admin) with the password in RULEWATCH_ADMIN_PASSWORD"

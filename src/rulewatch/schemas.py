@@ -284,11 +284,7 @@ def validate_maintenance(
         spec = MaintenanceSpec.model_validate(dict(data))
     except ValidationError as exc:
         raise MaintenanceInvalid(_pydantic_errors(exc, empty="(window)")) from None
-    window = MaintenanceWindow(
-        starts_at=spec.starts_at, duration_s=spec.duration_s, cron=spec.cron,
-        timezone=spec.timezone, ends_at=spec.ends_at, scope=spec.scope, rule_id=spec.rule_id,
-        tag=spec.tag,
-    )  # fmt: skip
+    window = MaintenanceWindow.of(spec)
     try:
         window.validate()
     except MaintenanceError as exc:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -86,6 +86,11 @@ class MaintenanceWindow:
         _zone(self.timezone)
         _check_ends_at(self, starts_at)
         _check_scope(self)
+
+    @classmethod
+    def of(cls, source: object) -> MaintenanceWindow:
+        """The timing and scope of anything with these fields: a stored row, a request."""
+        return cls(**{f.name: getattr(source, f.name) for f in fields(cls)})
 
     @property
     def is_recurring(self) -> bool:

@@ -29,11 +29,7 @@ class MaintenanceNotFound(LookupError):
 
 def timing_of(row: MaintenanceWindow) -> plan.MaintenanceWindow:
     """The stored window as the domain sees it."""
-    return plan.MaintenanceWindow(
-        starts_at=row.starts_at, duration_s=row.duration_s, cron=row.cron,
-        timezone=row.timezone, ends_at=row.ends_at, scope=row.scope, rule_id=row.rule_id,
-        tag=row.tag,
-    )  # fmt: skip
+    return plan.MaintenanceWindow.of(row)
 
 
 def maintenance_of(

@@ -85,6 +85,13 @@ def has_users(session: Session) -> bool:
     return session.scalar(select(User.id).limit(1)) is not None
 
 
+def ensure_first_admin(session: Session, password: str, now: datetime) -> User | None:
+    """With no user yet, create ``admin`` with ``password``; None when users exist already."""
+    if has_users(session):
+        return None
+    return create_user(session, "admin", "admin", password, now)
+
+
 def list_users(session: Session) -> list[User]:
     """Every user, by name."""
     return list(session.scalars(select(User).order_by(User.name)))
