@@ -24,7 +24,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     settings = settings or load_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
-    app = Flask(__name__)
+    # the pages' templates and static files live beside the web code
+    app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["SECRET_KEY"] = secret_key(settings)  # signs session cookies
     if settings.secret_key_previous:  # cookies signed before a key rotation stay valid

@@ -13,8 +13,10 @@ def init_app(app: Flask) -> None:
     from rulewatch.web.auth import init_app as init_auth
     from rulewatch.web.metrics import metrics
     from rulewatch.web.pages import pages
+    from rulewatch.web.ui import init_app as init_ui
 
     init_auth(app)
     app.register_blueprint(api)
     app.register_blueprint(pages)
     app.register_blueprint(metrics)
+    init_ui(app)

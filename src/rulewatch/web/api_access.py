@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, jsonify
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,7 +32,6 @@ from rulewatch.services.users import (
     get_user,
     list_users,
     user_to_dict,
-    verify_password,
 )
 from rulewatch.web.api import _api_error, _json_body, _rt, _write, api
 from rulewatch.web.api_models import (
@@ -48,11 +47,18 @@ from rulewatch.web.api_models import (
     Users,
 )
 from rulewatch.web.api_spec import TextArg, documented
-from rulewatch.web.auth import PUBLIC, Principal, caller, role, sign_in, sign_out
+from rulewatch.web.auth import (
+    PUBLIC,
+    WRONG_CREDENTIALS,
+    Principal,
+    SignInRefused,
+    caller,
+    password_sign_in,
+    role,
+    sign_out,
+)
 from rulewatch.web.errors import ApiError
-from rulewatch.web.login_throttle import LoginThrottle
 
-WRONG_CREDENTIALS = "the username or password is wrong"
 TOKEN_USER = TextArg("user", "only this user's tokens (a name or an id)")
 
 
@@ -83,23 +89,17 @@ def post_session() -> Response:
         given = (("username", name), ("password", password))
         missing = [FieldError(f, "required, as text") for f, v in given if not isinstance(v, str)]
         raise ApiError(400, "bad_parameter", "give username and password as text", missing)
-    throttle: LoginThrottle = current_app.extensions["login_throttle"]
-    address = request.remote_addr or "unknown"
-    wait = throttle.attempt(address, name)
-    if wait:
-        message = f"too many sign-in attempts from this address: try again in {wait} s"
-        raise ApiError(429, "too_many_attempts", message, [FieldError("username", message)],
-                       headers={"Retry-After": str(wait)})  # fmt: skip
-    with _write() as session:
-        user = verify_password(session, name, password, utcnow())
-        principal = sign_in(user) if user is not None else None
-    if principal is None:
+    try:
+        principal = password_sign_in(name, password)
+    except SignInRefused as exc:
+        if exc.wait_s:
+            raise ApiError(429, "too_many_attempts", str(exc), [FieldError("username", str(exc))],
+                           headers={"Retry-After": str(exc.wait_s)}) from None  # fmt: skip
         raise ApiError(
             401, "invalid_credentials", WRONG_CREDENTIALS,
             [FieldError("username", WRONG_CREDENTIALS), FieldError("password", WRONG_CREDENTIALS)],
             headers={"WWW-Authenticate": 'Bearer realm="rulewatch"'},
-        )  # fmt: skip
-    throttle.succeeded(address, name)
+        ) from None  # fmt: skip
     return jsonify(_me(principal))
 
 

@@ -23,6 +23,7 @@ from rulewatch.models import User, utcnow
 from rulewatch.runtime import Runtime
 from rulewatch.schemas import FieldError
 from rulewatch.services.tokens import authenticate_token
+from rulewatch.services.users import verify_password
 from rulewatch.web.errors import ApiError
 from rulewatch.web.login_throttle import LoginThrottle, storage_uri
 
@@ -135,6 +136,37 @@ def sign_in(user: User) -> Principal:
     cookie_session.clear()
     cookie_session.permanent = True
     login_user(principal)
+    return principal
+
+
+class SignInRefused(Exception):
+    """A sign-in that failed: too many attempts (``wait_s`` set) or wrong credentials."""
+
+    def __init__(self, message: str, wait_s: int = 0) -> None:
+        super().__init__(message)
+        self.wait_s = wait_s
+
+
+WRONG_CREDENTIALS = "the username or password is wrong"
+
+
+def password_sign_in(name: str, password: str) -> Principal:
+    """Check ``name`` and ``password`` under the sign-in throttle and start a session.
+
+    The API's ``POST /api/v1/session`` and the login form both come through here.
+    """
+    throttle: LoginThrottle = current_app.extensions["login_throttle"]
+    address = request.remote_addr or "unknown"
+    wait = throttle.attempt(address, name)
+    if wait:
+        message = f"too many sign-in attempts from this address: try again in {wait} s"
+        raise SignInRefused(message, wait)
+    with transaction(_rt().factory) as session:
+        user = verify_password(session, name, password, utcnow())
+        principal = sign_in(user) if user is not None else None
+    if principal is None:
+        raise SignInRefused(WRONG_CREDENTIALS)
+    throttle.succeeded(address, name)
     return principal
 
 
