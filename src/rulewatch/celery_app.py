@@ -17,6 +17,7 @@ ROUTES = {
     "rulewatch.prune": {"queue": "scheduler"},
     "rulewatch.verify": {"queue": "checks"},
     "rulewatch.verify_batch": {"queue": "checks"},
+    "rulewatch.try_rule": {"queue": "interactive"},
     "rulewatch.get_stable_rates_html": {"queue": "reports"},
     "rulewatch.send_notification": {"queue": "alerts"},
     "rulewatch.digest": {"queue": "reports"},

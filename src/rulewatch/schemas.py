@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -28,6 +28,8 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 Timeout = Annotated[float, Field(gt=0, le=120)]
 MAX_TIMEOUT_S = 120.0
+Kind = Literal["http", "sql", "tcp"]
+ConditionText = Annotated[str, StringConstraints(max_length=1000)]
 
 
 class _Strict(BaseModel):
@@ -97,11 +99,9 @@ class RuleSpec(_Strict):
     """A rule as users write it (API JSON or YAML)."""
 
     name: Name
-    kind: Literal["http", "sql", "tcp"]
+    kind: Kind
     target: Annotated[dict[str, Any], _KindTarget()]
-    conditions: Annotated[
-        list[Annotated[str, StringConstraints(max_length=1000)]], Field(min_length=1)
-    ]
+    conditions: Annotated[list[ConditionText], Field(min_length=1)]
     interval_s: int | None = None
     # the lengths of the columns that store them
     cron: Annotated[str, StringConstraints(max_length=120)] | None = None
@@ -168,7 +168,7 @@ def validate_rule(data: Mapping[str, Any]) -> RuleSpec:
     try:
         spec = RuleSpec.model_validate(raw)
     except ValidationError as exc:
-        base = _pydantic_errors(exc)
+        base = field_errors(exc)
         raise RuleInvalid(base + _part_errors(raw, {e.field for e in base})) from None
     errors = _part_errors(dict(spec), set())
     if errors:
@@ -200,13 +200,18 @@ def _target_errors(kind: str, raw: dict[str, Any]) -> list[FieldError]:
     try:
         target = TARGETS[kind].model_validate(raw)
     except ValidationError as exc:
-        return _pydantic_errors(exc, prefix="target")
+        return field_errors(exc, prefix="target")
     if isinstance(target, SqlTarget):
         try:
             validate_select(target.query)
         except ValueError as exc:
             return [FieldError("target.query", str(exc))]
     return []
+
+
+def check_conditions(kind: str, conditions: Sequence[str]) -> list[FieldError | None]:
+    """Each condition checked as saving a rule of ``kind`` checks it: its error, or None."""
+    return [_condition_error(kind, i, text) for i, text in enumerate(conditions)]
 
 
 def _condition_errors(kind: str, conditions: Any, failed: set[str]) -> list[FieldError]:
@@ -216,11 +221,18 @@ def _condition_errors(kind: str, conditions: Any, failed: set[str]) -> list[Fiel
     for i, text in enumerate(conditions):
         if not isinstance(text, str) or f"conditions[{i}]" in failed:
             continue
-        try:
-            parse_condition(text, kind)
-        except ConditionSyntaxError as exc:
-            errors.append(FieldError(f"conditions[{i}]", str(exc), exc.position))
+        error = _condition_error(kind, i, text)
+        if error is not None:
+            errors.append(error)
     return errors
+
+
+def _condition_error(kind: str, index: int, text: str) -> FieldError | None:
+    try:
+        parse_condition(text, kind)
+    except ConditionSyntaxError as exc:
+        return FieldError(f"conditions[{index}]", str(exc), exc.position)
+    return None
 
 
 def _schedule_errors(interval_s: Any, cron: Any, timezone: Any) -> list[FieldError]:
@@ -241,9 +253,8 @@ def _schedule_errors(interval_s: Any, cron: Any, timezone: Any) -> list[FieldErr
     return []
 
 
-def _pydantic_errors(
-    exc: ValidationError, prefix: str = "", empty: str = "(rule)"
-) -> list[FieldError]:
+def field_errors(exc: ValidationError, prefix: str = "", empty: str = "(rule)") -> list[FieldError]:
+    """Pydantic's errors as FieldErrors named by path (``target.url``, ``conditions[2]``)."""
     out = []
     for err in exc.errors():
         path = prefix
@@ -283,7 +294,7 @@ def validate_maintenance(
     try:
         spec = MaintenanceSpec.model_validate(dict(data))
     except ValidationError as exc:
-        raise MaintenanceInvalid(_pydantic_errors(exc, empty="(window)")) from None
+        raise MaintenanceInvalid(field_errors(exc, empty="(window)")) from None
     window = MaintenanceWindow.of(spec)
     try:
         window.validate()

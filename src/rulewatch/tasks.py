@@ -24,7 +24,7 @@ from rulewatch.services.reports import render_stability_html
 from rulewatch.services.retention import prune_history
 from rulewatch.services.scheduling import MAX_CHECK_S, Claim, claim_due_rules
 from rulewatch.services.stability import stability_report
-from rulewatch.services.verification import Alerting, Job, _do_verify, verify_jobs
+from rulewatch.services.verification import Alerting, Job, _do_verify, verify_draft, verify_jobs
 
 # database or broker trouble is retried; a target that is down is a result, never an exception
 INFRA_ERRORS = (OperationalError, InterfaceError, BrokerError, ConnectionError)
@@ -66,6 +66,12 @@ def verify_batch(items: Sequence[Sequence[Any]], tick: str | None = None) -> lis
     jobs = [Job(int(r), str(v), _parse_time(d), tick) for r, v, d in items]
     results = verify_jobs(rt.factory, jobs, rt.probe_context(), alerting(rt))
     return [{"id": r["id"], "rule_id": r["rule_id"], "status": r["status"]} for r in results]
+
+
+@_task("rulewatch.try_rule")
+def try_rule(spec: dict[str, Any]) -> dict[str, Any]:
+    """The rule editor's test run: verify a draft rule once and record nothing."""
+    return verify_draft(spec, runtime().probe_context())
 
 
 # not retried: beat runs it again next tick, and claims make a rerun harmless

@@ -45,6 +45,8 @@ ENDPOINTS: list[tuple[str, str, Any, str]] = [
     ("DELETE", f"/api/v1/rules/{NOWHERE}", None, "editor"),
     ("POST", f"/api/v1/rules/{NOWHERE}/verify", {}, "editor"),
     ("POST", "/api/v1/verify-all", None, "editor"),
+    ("POST", "/api/v1/conditions/check", {"kind": "http", "conditions": []}, "editor"),
+    ("POST", "/api/v1/rules/try", {}, "editor"),
     ("POST", "/api/v1/maintenance", {}, "editor"),
     ("PATCH", f"/api/v1/maintenance/{NOWHERE}", {}, "editor"),
     ("DELETE", f"/api/v1/maintenance/{NOWHERE}", None, "editor"),

@@ -165,6 +165,11 @@ def list_datasources(
     return sorted(infos, key=lambda info: info.name)
 
 
+def datasource_names(session: Session, configured: Mapping[str, str]) -> list[str]:
+    """The names sql rules may use, stored and from settings (nothing decrypted)."""
+    return sorted(set(session.scalars(select(DataSource.name))) | set(configured))
+
+
 def get_datasource(
     session: Session, name: str, configured: Mapping[str, str], cipher: DsnCipher
 ) -> DataSourceInfo:

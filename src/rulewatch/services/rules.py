@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from rulewatch.config import AlertDefaults
@@ -139,11 +139,13 @@ def list_rules(
     *,
     status: str | None = None,
     name_contains: str | None = None,
+    failing_first: bool = False,
 ) -> tuple[list[Rule], int]:
     """A page of rules ordered by name, and the total count, optionally filtered.
 
     ``status``: pass, fail or error (enabled rules whose last verification had it), paused
     (disabled) or nodata (enabled, never verified). ``name_contains`` ignores case.
+    ``failing_first``: failing rules, then erroring, never verified, passing, paused.
     """
     query = select(Rule)
     if tag:
@@ -153,8 +155,32 @@ def list_rules(
     if name_contains:
         query = query.where(func.lower(Rule.name).contains(name_contains.lower(), autoescape=True))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rules = session.scalars(query.order_by(Rule.name).limit(limit).offset(offset)).all()
+    order = (_attention(), Rule.name) if failing_first else (Rule.name,)
+    rules = session.scalars(query.order_by(*order).limit(limit).offset(offset)).all()
     return list(rules), total
+
+
+def rule_status(rule: Rule) -> str:
+    """What a badge shows: pass, fail, error, paused (disabled) or nodata (never verified)."""
+    if not rule.enabled:
+        return "paused"
+    return rule.last_status or "nodata"
+
+
+def _attention() -> ColumnElement[int]:
+    """Rank for "failing first": what needs a look comes before what is fine or paused."""
+    return case(
+        (Rule.enabled.is_(False), 4),
+        (Rule.last_status == "fail", 0),
+        (Rule.last_status == "error", 1),
+        (Rule.last_status.is_(None), 2),
+        else_=3,
+    )
+
+
+def all_tags(session: Session) -> list[str]:
+    """Every tag in use, sorted."""
+    return list(session.scalars(select(RuleTag.tag).distinct().order_by(RuleTag.tag)))
 
 
 def _status_filter(status: str) -> ColumnElement[bool]:

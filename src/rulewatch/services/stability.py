@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,6 +12,7 @@ from sqlalchemy import Subquery, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from rulewatch.domain.stability import (
+    BucketPlan,
     Counts,
     RuleStability,
     StabilitySummary,
@@ -45,40 +46,58 @@ def stability_report(
     """
     span = parse_window(window)
     plan = plan_buckets(span, now)
-    hourly = _sums(HourlyRollup, plan.hourly)
-    daily = _sums(DailyRollup, plan.daily)
+    rules = rule_stabilities(session, plan, tag=tag)
+    start = _window_start(plan.hourly, plan.daily, now - span)
+    return StabilityReport(window, start, now, tag, rules, summarize(rules))
+
+
+def rule_stabilities(
+    session: Session,
+    plan: BucketPlan,
+    *,
+    tag: str | None = None,
+    rule_ids: Collection[int] | None = None,
+) -> list[RuleStability]:
+    """Each rule's stability over the buckets of ``plan``, by name, in one statement.
+
+    ``tag`` keeps the rules with that tag; ``rule_ids`` keeps those rules, and reads only
+    their buckets, so a page of rules costs the same whatever the number of rules.
+    """
+    ids = None if rule_ids is None else sorted(set(rule_ids))
+    hourly = _sums(HourlyRollup, plan.hourly, ids)
+    daily = _sums(DailyRollup, plan.daily, ids)
     query = select(Rule.id, Rule.name, Rule.stability_target, *_pooled(hourly, daily))
     for sums in (hourly, daily):
         if sums is not None:
             query = query.outerjoin(sums, sums.c.rule_id == Rule.id)
     if tag:
         query = query.where(Rule.id.in_(select(RuleTag.rule_id).where(RuleTag.tag == tag)))
-    rules = [
+    if ids is not None:
+        query = query.where(Rule.id.in_(ids))
+    return [
         rule_stability(rid, name, Counts(int(p), int(f), int(e), int(m)), target)
         for rid, name, target, p, f, e, m in session.execute(query.order_by(Rule.name))
     ]
-    start = _window_start(plan.hourly, plan.daily, now - span)
-    return StabilityReport(window, start, now, tag, rules, summarize(rules))
 
 
 def _sums(
-    model: type[HourlyRollup] | type[DailyRollup], ranges: list[tuple[datetime, datetime]]
+    model: type[HourlyRollup] | type[DailyRollup],
+    ranges: list[tuple[datetime, datetime]],
+    rule_ids: list[int] | None = None,
 ) -> Subquery | None:
     """Per-rule sums of one rollup table over bucket ranges, or None with no ranges."""
     if not ranges:
         return None
-    return (
-        select(
-            model.rule_id.label("rule_id"),
-            func.sum(model.passed).label("passed"),
-            func.sum(model.failed).label("failed"),
-            func.sum(model.errors).label("errors"),
-            func.sum(model.maintenance).label("maintenance"),
-        )
-        .where(or_(*(and_(model.bucket >= a, model.bucket < b) for a, b in ranges)))
-        .group_by(model.rule_id)
-        .subquery()
-    )
+    query = select(
+        model.rule_id.label("rule_id"),
+        func.sum(model.passed).label("passed"),
+        func.sum(model.failed).label("failed"),
+        func.sum(model.errors).label("errors"),
+        func.sum(model.maintenance).label("maintenance"),
+    ).where(or_(*(and_(model.bucket >= a, model.bucket < b) for a, b in ranges)))
+    if rule_ids is not None:
+        query = query.where(model.rule_id.in_(rule_ids))
+    return query.group_by(model.rule_id).subquery()
 
 
 def _pooled(*parts: Subquery | None) -> list[Any]:

@@ -30,6 +30,7 @@ from rulewatch.domain.schedule import Schedule, next_due
 from rulewatch.models import Rule, Verification, utcnow
 from rulewatch.probes import ProbeContext, run_probe
 from rulewatch.probes.runner import probe_runner
+from rulewatch.schemas import validate_rule
 from rulewatch.services.alerts import Outcome, record_alerts
 from rulewatch.services.maintenance import maintenance_of
 from rulewatch.services.rollups import Sample, add_samples
@@ -55,23 +56,37 @@ class Job:
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    job: Job
-    name: str
+class _Check:
+    """What probing and judging read: the target, the parsed conditions, their history."""
+
     kind: str
     target: dict[str, Any]
     conditions: list[Condition]
     history: list[Any]
-    schedule: Schedule
     fault: str | None = None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    job: Job
+    name: str
+    schedule: Schedule
+    check: _Check
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What one probe saw, and when."""
+
+    started_at: datetime
+    duration_ms: float
+    observation: Observation
 
 
 @dataclass(frozen=True)
 class _Probed:
     prepared: _Prepared
-    started_at: datetime
-    duration_ms: float
-    observation: Observation
+    seen: _Seen
 
 
 @dataclass(frozen=True)
@@ -94,7 +109,7 @@ def verify_jobs(
     """Verify a batch of rules: probes run concurrently, results are written together."""
     with factory() as session:
         ready, results = _prepare_all(session, jobs)
-    probed = probe_runner().run(lambda http: _probe_all(ready, ctx, http)) if ready else []
+    probed = _probed(ready, ctx) if ready else []
     notification_ids: list[int] = []
     if probed:
         with transaction(factory) as session:
@@ -106,6 +121,18 @@ def verify_jobs(
             notification_ids, alerting.defaults.group_wait_s if grouped else 0
         )
     return [results[job.verification_id] for job in jobs]
+
+
+def verify_draft(spec: Mapping[str, Any], ctx: ProbeContext) -> dict[str, Any]:
+    """Verify a draft rule once, as its first run would go, and record nothing."""
+    draft = validate_rule(spec)
+    check = _check(draft.kind, draft.target, draft.conditions, list)  # no history: none judged
+    [seen] = probe_runner().run(lambda http: _probe_all([check], ctx, http))
+    return {
+        "started_at": seen.started_at.isoformat(),
+        "duration_ms": round(seen.duration_ms, 3),
+        **_judged(check, seen.observation),
+    }
 
 
 def _do_verify(
@@ -168,14 +195,20 @@ _RULE_FIELDS = tuple(getattr(Rule, f.name) for f in fields(_RuleState))
 
 def _prepared(session: Session, job: Job, rule: _RuleState) -> _Prepared:
     schedule = Schedule(interval_s=rule.interval_s, cron=rule.cron, timezone=rule.timezone)
+    check = _check(rule.kind, rule.target, rule.conditions, lambda: _history(session, rule))
+    return _Prepared(job, rule.name, schedule, check)
+
+
+def _check(
+    kind: str, target: dict[str, Any], texts: Sequence[str], history: Callable[[], list[Any]]
+) -> _Check:
+    """Parse the conditions; read the history (recent values) only when one needs it."""
     try:
-        conditions = [_parsed(text) for text in rule.conditions]
+        conditions = [_parsed(text) for text in texts]
     except ValueError as exc:  # stored before a stricter parser: an error, not a crash
-        fault = f"stored condition cannot be parsed: {exc}"
-        return _Prepared(job, rule.name, rule.kind, rule.target, [], [], schedule, fault)
+        return _Check(kind, target, [], [], f"stored condition cannot be parsed: {exc}")
     wants_history = any(c.placeholders & HISTORY_PLACEHOLDERS for c in conditions)
-    history = _history(session, rule) if wants_history else []
-    return _Prepared(job, rule.name, rule.kind, rule.target, conditions, history, schedule)
+    return _Check(kind, target, conditions, history() if wants_history else [])
 
 
 def _claim_is_current(rule: _RuleState, job: Job) -> bool:
@@ -201,32 +234,38 @@ def _history(session: Session, rule: _RuleState) -> list[Any]:
     return [m["value"] for m in session.scalars(query) if m.get("value") is not None]
 
 
+def _probed(ready: Sequence[_Prepared], ctx: ProbeContext) -> list[_Probed]:
+    checks = [item.check for item in ready]
+    seen = probe_runner().run(lambda http: _probe_all(checks, ctx, http))
+    return [_Probed(item, one) for item, one in zip(ready, seen, strict=True)]
+
+
 async def _probe_all(
-    items: Sequence[_Prepared], ctx: ProbeContext, http: aiohttp.ClientSession
-) -> list[_Probed]:
-    sql_count = sum(1 for item in items if item.kind == "sql")
+    checks: Sequence[_Check], ctx: ProbeContext, http: aiohttp.ClientSession
+) -> list[_Seen]:
+    sql_count = sum(1 for check in checks if check.kind == "sql")
     executor = ThreadPoolExecutor(max_workers=min(64, sql_count)) if sql_count else None
     shared = replace(ctx, http_session=http, sql_executor=executor)
     try:
-        return list(await asyncio.gather(*(_probe_one(item, shared) for item in items)))
+        return list(await asyncio.gather(*(_probe_one(check, shared) for check in checks)))
     finally:
         if executor is not None:  # queries are bounded by their own statement timeout
             executor.shutdown(wait=False, cancel_futures=True)
 
 
-async def _probe_one(item: _Prepared, ctx: ProbeContext) -> _Probed:
+async def _probe_one(check: _Check, ctx: ProbeContext) -> _Seen:
     started_at = utcnow()
     t0 = time.perf_counter()
     try:
         observation = (
-            Observation(connected=False, fault=item.fault)
-            if item.fault
-            else await run_probe(item.kind, item.target, ctx)
+            Observation(connected=False, fault=check.fault)
+            if check.fault
+            else await run_probe(check.kind, check.target, ctx)
         )
     except Exception as exc:  # a probe bug is rulewatch's fault, recorded as an error
         observation = Observation(connected=False, fault=f"probe crashed: {exc!r}")
     duration_ms = (time.perf_counter() - t0) * 1000
-    return _Probed(item, started_at, duration_ms, _with_history(observation, item.history))
+    return _Seen(started_at, duration_ms, _with_history(observation, check.history))
 
 
 def _with_history(observation: Observation, history: list[Any]) -> Observation:
@@ -253,7 +292,7 @@ def _record_all(
     outlived its claim, while another dispatch of the same due time ran, records nothing.
     """
     claims, alerts = _lock_rules(session, {item.prepared.job.rule_id for item in probed})
-    muted = maintenance_of(session, [(i.prepared.job.rule_id, i.started_at) for i in probed])
+    muted = maintenance_of(session, [(i.prepared.job.rule_id, i.seen.started_at) for i in probed])
     results: dict[str, dict[str, Any]] = {}
     recorded: list[tuple[_Probed, dict[str, Any]]] = []
     for item in probed:
@@ -264,7 +303,7 @@ def _record_all(
             reason = "claim superseded while probing: another run records this due time"
             results[job.verification_id] = _skipped(job, reason)
         else:
-            row = _verification_row(item, (job.rule_id, item.started_at) in muted)
+            row = _verification_row(item, (job.rule_id, item.seen.started_at) in muted)
             recorded.append((item, row))
             results[job.verification_id] = verification_to_dict(row, item.prepared.name)
     notification_ids: list[int] = []
@@ -306,26 +345,33 @@ def _lock_rules(
 
 
 def _verification_row(item: _Probed, in_maintenance: bool) -> dict[str, Any]:
-    job, obs = item.prepared.job, item.observation
+    job, seen = item.prepared.job, item.seen
+    return {
+        "id": job.verification_id,
+        "rule_id": job.rule_id,
+        "scheduled_for": job.due,
+        "started_at": seen.started_at,
+        "duration_ms": round(seen.duration_ms, 3),
+        **_judged(item.prepared.check, seen.observation),
+        "trigger": job.trigger,
+        "in_maintenance": in_maintenance,
+    }
+
+
+def _judged(check: _Check, obs: Observation) -> dict[str, Any]:
+    """The status, each condition's outcome, what was measured, and the error to show."""
     try:
-        outcomes = evaluate_all(item.prepared.conditions, obs)
+        outcomes = evaluate_all(check.conditions, obs)
         status = judge(outcomes, obs)
     except Exception as exc:  # an evaluator bug is recorded as this rule's error, not the batch's
         outcomes, status = [], "error"
         obs = replace(obs, fault=f"conditions could not be evaluated: {exc!r}")
     error = None if status == "pass" else obs.fault or obs.failure or _first_reason(outcomes)
     return {
-        "id": job.verification_id,
-        "rule_id": job.rule_id,
-        "scheduled_for": job.due,
-        "started_at": item.started_at,
-        "duration_ms": round(item.duration_ms, 3),
         "status": status,
         "conditions": [_outcome_dict(o) for o in outcomes],
         "measured": obs.measured(),
         "error": error,
-        "trigger": job.trigger,
-        "in_maintenance": in_maintenance,
     }
 
 

@@ -8,7 +8,7 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Sign-in machinery, then the blueprints."""
     # each adds its endpoints to the api blueprint (openapi: GET /api/v1/openapi.json)
-    from rulewatch.web import api_access, api_datasources, api_reports, openapi  # noqa: F401
+    from rulewatch.web import api_access, api_datasources, api_drafts, api_reports, openapi  # noqa: F401
     from rulewatch.web.api import api
     from rulewatch.web.auth import init_app as init_auth
     from rulewatch.web.metrics import metrics

@@ -220,17 +220,25 @@ def delete_rule(rule_id: int) -> tuple[str, int]:
 @documented(VerificationQueued, 202, body=VerifyNow, body_required=False)
 def verify_now(rule_id: int) -> tuple[Response, int]:
     """Queue a manual verification on the interactive queue, now or after ``countdown_s``."""
-    countdown = _countdown_s(_json_body(required=False))
+    task_id = queue_manual_verification(rule_id, _countdown_s(_json_body(required=False)))
+    return jsonify(task_id=task_id, verification_id=task_id), 202
+
+
+def queue_manual_verification(rule_id: int, countdown_s: float = 0) -> str:
+    """Send a manual verification of a rule to the interactive queue; its task id.
+
+    The task id is also the verification's id, so the result can be found either way.
+    """
     with _rt().factory() as session:
         rule = get_rule(session, rule_id)
         timeout = float(rule.target.get("timeout_s", 10))
     task_id = str(uuid.uuid4())
     verify.apply_async(
-        args=(rule_id, task_id), task_id=task_id, queue="interactive", countdown=countdown,
+        args=(rule_id, task_id), task_id=task_id, queue="interactive", countdown=countdown_s,
         priority=priority(_rt().settings, urgent=True),
         **time_limits(timeout),
     )  # fmt: skip
-    return jsonify(task_id=task_id, verification_id=task_id), 202
+    return task_id
 
 
 def _countdown_s(body: dict[str, Any]) -> float:

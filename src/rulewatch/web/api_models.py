@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from rulewatch.domain.access import MAX_PASSWORD, MIN_PASSWORD, NAME_PATTERN, ROLES
-from rulewatch.schemas import MaintenanceSpec, RuleSpec
+from rulewatch.schemas import ConditionText, Kind, MaintenanceSpec, RuleSpec
 from rulewatch.services.tokens import MAX_LABEL
 
+MAX_CHECKED_CONDITIONS = 100  # a rule editor holds a few; more is not someone typing
 # Redis redelivers a message unacknowledged for its visibility timeout (3600 s), and a
 # delayed message counts as unacknowledged from the start: longer waits would run twice.
 MAX_COUNTDOWN_S = 3300
@@ -184,6 +185,45 @@ class TaskState(_Answer):
     task_id: str
     state: str = Field(examples=["PENDING", "STARTED", "SUCCESS", "FAILURE", "RETRY"])
     result: Any = Field(description="the task's result on SUCCESS, {error} on FAILURE or RETRY")
+
+
+# the rule editor: conditions checked as typed, a draft tried
+
+
+class ConditionsCheck(BaseModel):
+    """Condition texts to check as the conditions of a rule of ``kind``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind
+    conditions: Annotated[list[ConditionText], Field(max_length=MAX_CHECKED_CONDITIONS)]
+
+
+class ConditionChecked(_Answer):
+    """One condition: whether saving a rule would accept it, and if not why and where."""
+
+    condition: str
+    ok: bool
+    error: str | None = Field(description="what is wrong and what to write instead")
+    position: int | None = Field(description="where, counted in characters from 0")
+
+
+class ConditionsChecked(_Answer):
+    """Each condition sent, in the order sent; ``valid`` when saving would accept them all."""
+
+    valid: bool
+    conditions: list[ConditionChecked]
+
+
+class DraftVerification(_Answer):
+    """A draft rule's test run (the result of its task): a verification, recorded nowhere."""
+
+    status: Status
+    started_at: datetime
+    duration_ms: float
+    conditions: list[dict[str, Any]]
+    measured: dict[str, Any]
+    error: str | None
 
 
 # alerts and maintenance

@@ -56,7 +56,13 @@ SECURITY_HEADERS = {
 
 def init_app(app: Flask) -> None:
     """CSRF protection for the pages' forms, security headers on every answer, the views."""
-    from rulewatch.web.ui import views_admin, views_report, views_rules, views_session  # noqa: F401
+    from rulewatch.web.ui import (  # noqa: F401  (each adds its pages to the blueprint)
+        views_admin,
+        views_editor,
+        views_report,
+        views_rules,
+        views_session,
+    )
 
     csrf = CSRFProtect(app)
     for name in ("api", "metrics"):  # the API refuses cross-site forms itself (JSON only)

@@ -1,14 +1,74 @@
-"""The stability report page."""
+"""The stability report page: the report's own HTML, a window and tag to choose, a download."""
 
 from __future__ import annotations
 
-from flask import render_template
+import math
+from urllib.parse import urlencode
 
-from rulewatch.web.ui import page_role, ui
+from flask import Response, abort, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from rulewatch.models import utcnow
+from rulewatch.services.reports import render_stability_html
+from rulewatch.services.rules import all_tags
+from rulewatch.services.stability import StabilityReport, stability_report, worst_first_key
+from rulewatch.web.ui import page_role, rt, ui
+
+WINDOWS = ("1h", "24h", "7d", "30d", "90d")
+PER_PAGE = 100
+# the downloaded document carries its own style sheet and no script
+DOWNLOAD_POLICY = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+
+
+def _report(window: str, tag: str | None) -> StabilityReport:
+    """The report for ``window`` and ``tag``, shared with the API through the report cache."""
+    if window not in WINDOWS:
+        abort(404)
+    runtime = rt()
+
+    def compute() -> StabilityReport:
+        with runtime.factory() as session:
+            return stability_report(session, window, utcnow(), tag)
+
+    return runtime.reports.get((window, tag), utcnow(), compute)
 
 
 @ui.get("/report")
 @page_role("viewer")
-def report() -> str:
-    """The stability report."""
-    return render_template("ui/error.html", title="Report", message="next")
+def report() -> ResponseReturnValue:
+    """The stability report, worst first, a page of rules at a time."""
+    window = request.args.get("window", "7d")
+    window = window if window in WINDOWS else "7d"
+    tag = request.args.get("tag", "").strip()[:64] or None
+    page = request.args.get("page", "1")
+    page_no = int(page) if page.isdecimal() and len(page) < 7 and int(page) > 0 else 1
+    result = _report(window, tag)
+    ranked = sorted(result.rules, key=worst_first_key)
+    pages = max(1, math.ceil(len(ranked) / PER_PAGE))
+    shown = ranked[(page_no - 1) * PER_PAGE : page_no * PER_PAGE]
+    with rt().factory() as session:
+        tags = all_tags(session)
+    return render_template(
+        "ui/report.html", title="Stability report", report=result, rules=shown,
+        window=window, windows=WINDOWS, tag=tag, tags=tags, page=page_no, pages=pages,
+        total=len(ranked), first=(page_no - 1) * PER_PAGE + 1,
+        rule_url=lambda rule_id: url_for("ui.rule", rule_id=rule_id),
+        page_args=lambda n: urlencode({"window": window, "tag": tag or "", "page": n}),
+    )  # fmt: skip
+
+
+@ui.get("/report/download")
+@page_role("viewer")
+def download_report() -> Response:
+    """The whole report as a standalone HTML file (what the report task and the digest send)."""
+    window = request.args.get("window", "7d")
+    tag = request.args.get("tag", "").strip()[:64] or None
+    html = render_stability_html(_report(window, tag))
+    stamp = utcnow().strftime("%Y%m%d-%H%M")
+    suffix = f"-{''.join(c for c in tag if c.isalnum() or c in '-_')}" if tag else ""
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="rulewatch-stability-{window}{suffix}-{stamp}.html"'
+    )
+    response.headers["Content-Security-Policy"] = DOWNLOAD_POLICY
+    return response
