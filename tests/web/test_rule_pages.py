@@ -166,7 +166,7 @@ def test_it_shows_a_rules_history_verifications_and_conditions(app: Flask) -> No
     page = app.test_client().get(f"/rules/{rule_id}").get_data(as_text=True)
     assert 'class="chart' in page and "<svg" in page
     recent = text_of(page, "verifications") or ""
-    assert "[STATUS] == 200" in recent and "[STATUS] (500) == 200" in recent
+    assert "[STATUS] (200) == 200" in recent and "[STATUS] (500) == 200" in recent
     status = text_of(page, "rule-status") or ""
     assert "fail" in status
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from rulewatch.config import AlertDefaults
 from rulewatch.domain.incidents import AlertPolicy, Event, IncidentState, close, step
-from rulewatch.models import Incident, Notification, Rule, utcnow
+from rulewatch.models import Incident, Notification, Rule, Verification, utcnow
 from rulewatch.services.reports import report_environment
 
 
@@ -139,6 +139,26 @@ def recent_incidents(
     if rule_id is not None:
         query = query.where(Incident.rule_id == rule_id)
     return list(session.scalars(query))
+
+
+def failing_reasons(
+    session: Session, incidents: Sequence[Incident], now: datetime
+) -> dict[int, str | None]:
+    """Each incident's last failing verification's error (None once retention took it)."""
+    reasons: dict[int, str | None] = {}
+    for incident in incidents:
+        if incident.rule_id is None:
+            reasons[incident.id] = None
+            continue
+        end = incident.resolved_at or now
+        reasons[incident.id] = session.scalar(
+            select(Verification.error)
+            .where(Verification.rule_id == incident.rule_id, Verification.status == "fail")
+            .where(Verification.started_at >= incident.opened_at, Verification.started_at <= end)
+            .order_by(Verification.started_at.desc())
+            .limit(1)
+        )
+    return reasons
 
 
 def incident_to_dict(i: Incident) -> dict[str, Any]:

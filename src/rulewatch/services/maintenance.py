@@ -112,6 +112,13 @@ def update_window(
     return row
 
 
+def delete_window(session: Session, window_id: int) -> str:
+    """Forget a window (runs it covered stay marked); its name."""
+    row = get_window(session, window_id)
+    session.delete(row)
+    return row.name
+
+
 def window_spec(row: MaintenanceWindow) -> dict[str, Any]:
     """The window as users write it."""
     return {name: getattr(row, name) for name in FIELDS}

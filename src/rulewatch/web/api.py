@@ -24,6 +24,7 @@ from rulewatch.services.alerts import incident_to_dict, recent_incidents
 from rulewatch.services.maintenance import (
     MaintenanceNotFound,
     create_window,
+    delete_window,
     get_window,
     list_windows,
     update_window,
@@ -407,5 +408,5 @@ def patch_maintenance(window_id: int) -> Response:
 def delete_maintenance(window_id: int) -> tuple[str, int]:
     """End and forget a maintenance window (verifications already marked stay marked)."""
     with _write() as session:
-        session.delete(get_window(session, window_id))
+        delete_window(session, window_id)
     return "", 204

@@ -59,6 +59,7 @@ def init_app(app: Flask) -> None:
     from rulewatch.web.ui import (  # noqa: F401  (each adds its pages to the blueprint)
         views_admin,
         views_editor,
+        views_monitoring,
         views_report,
         views_rules,
         views_session,

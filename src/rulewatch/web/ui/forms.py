@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # not in stubs 3.2
 from wtforms.validators import InputRequired, Length
 
 from rulewatch.domain.access import MAX_PASSWORD, ROLES
@@ -24,7 +25,8 @@ class LoginForm(FlaskForm):
 
 # admin pages
 
-MAINTENANCE_SCOPES = [("all", "every rule"), ("rule", "one rule"), ("tag", "rules with a tag")]
+MAINTENANCE_SCOPES = [SelectChoice("all", "every rule"), SelectChoice("rule", "one rule"),
+                      SelectChoice("tag", "rules with a tag")]  # fmt: skip
 DURATION_RULE = "a duration is a whole number of minutes from 1 to 44640 (31 days)"
 
 
@@ -37,7 +39,7 @@ class MaintenanceForm(FlaskForm):
 
     name = StringField("Name", [Length(max=200)])
     scope = SelectField("Covers", choices=MAINTENANCE_SCOPES, default="all")
-    rule_id = SelectField("Rule", choices=[], validate_choice=False)
+    rule_id = StringField("Rule (its name or id)", [Length(max=200)])
     tag = StringField("Tag", [Length(max=64)])
     starts_at = StringField("Starts at", render_kw={"type": "datetime-local"})
     duration_min = StringField("Duration (minutes)", default="60")
@@ -121,14 +123,14 @@ class NewUserForm(FlaskForm):
     """A user to create; without a password one is generated and shown once."""
 
     name = StringField("Name", [InputRequired(), Length(max=64)])
-    role = SelectField("Role", choices=[(r, r) for r in ROLES], default="viewer")
+    role = SelectField("Role", choices=[SelectChoice(r) for r in ROLES], default="viewer")
     password = PasswordField("Password (empty: generate one)", [Length(max=MAX_PASSWORD)])
 
 
 class RoleForm(FlaskForm):
     """A user's new role."""
 
-    role = SelectField("Role", choices=[(r, r) for r in ROLES])
+    role = SelectField("Role", choices=[SelectChoice(r) for r in ROLES])
 
 
 class NewTokenForm(FlaskForm):

@@ -1,4 +1,4 @@
-"""Pages for incidents, notifications, maintenance windows, data sources, users and tokens.
+"""Admin pages: data sources, users and tokens.
 
 Thin views over the services the API uses. A change is a form posted with its CSRF token,
 answered by a redirect and a flash, or by the page again with each error next to its field
@@ -7,19 +7,16 @@ answered by a redirect and a flash, or by the page again with each error next to
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # not in stubs 3.2
 
 from rulewatch.domain.access import ROLES
-from rulewatch.models import Incident, Rule, Verification, utcnow
-from rulewatch.schemas import MaintenanceInvalid
-from rulewatch.services.alerts import recent_incidents
+from rulewatch.models import utcnow
 from rulewatch.services.datasources import (
     DataSourceInfo,
     DataSourceInSettings,
@@ -33,14 +30,6 @@ from rulewatch.services.datasources import (
     put_datasource,
     rules_using,
 )
-from rulewatch.services.maintenance import (
-    MaintenanceNotFound,
-    create_window,
-    get_window,
-    list_windows,
-    window_to_dict,
-)
-from rulewatch.services.notifications import recent_notifications
 from rulewatch.services.tokens import (
     TokenInvalid,
     TokenNotFound,
@@ -64,142 +53,11 @@ from rulewatch.web.auth import caller
 from rulewatch.web.ui import page_role, rt, ui, write
 from rulewatch.web.ui.forms import (
     DataSourceForm,
-    MaintenanceForm,
     NewTokenForm,
     NewUserForm,
     RoleForm,
     show_errors,
 )
-
-OPEN_INCIDENTS = 200
-RESOLVED_INCIDENTS = 50
-NOTIFICATION_STATUSES = ("pending", "sending", "sent", "failed")
-NOTIFICATION_LIMITS = (50, 200, 500)
-
-
-@ui.get("/incidents")
-@page_role("viewer")
-def incidents() -> str:
-    """Open incidents first, then the recently resolved, each with why its rule failed."""
-    now = utcnow()
-    with rt().factory() as session:
-        opened = recent_incidents(session, OPEN_INCIDENTS, True, None)
-        recent = recent_incidents(session, RESOLVED_INCIDENTS, False, None)
-        resolved = [i for i in recent if i.resolved_at is not None]
-        return render_template(
-            "ui/incidents.html", title="Incidents",
-            opened=[_incident(session, i, now) for i in opened],
-            resolved=[_incident(session, i, now) for i in resolved],
-        )  # fmt: skip
-
-
-def _incident(session: Session, incident: Incident, now: datetime) -> dict[str, Any]:
-    end = incident.resolved_at or now
-    return {"row": incident, "duration": duration(end - incident.opened_at),
-            "reason": _failing_reason(session, incident, end)}  # fmt: skip
-
-
-def _failing_reason(session: Session, incident: Incident, end: datetime) -> str | None:
-    """The error of the incident's last failing verification (None once retention took it)."""
-    if incident.rule_id is None:
-        return None
-    return session.scalar(
-        select(Verification.error)
-        .where(Verification.rule_id == incident.rule_id, Verification.status == "fail")
-        .where(Verification.started_at >= incident.opened_at, Verification.started_at <= end)
-        .order_by(Verification.started_at.desc())
-        .limit(1)
-    )
-
-
-def duration(delta: timedelta) -> str:
-    """A length of time in its two largest non-zero units: "2 d 3 h", "4 h 12 min", "38 s"."""
-    seconds = max(0, int(delta.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    parts = [(days, "d"), (hours, "h"), (minutes, "min"), (seconds, "s")]
-    shown = [f"{n} {unit}" for n, unit in parts if n][:2]
-    return " ".join(shown) or "0 s"
-
-
-@ui.get("/notifications")
-@page_role("viewer")
-def notifications() -> str:
-    """Alert emails, newest first, with their send status; filtered by status."""
-    status = request.args.get("status", "")
-    status = status if status in NOTIFICATION_STATUSES else ""
-    limit = request.args.get("limit", "")
-    size = int(limit) if limit in {str(n) for n in NOTIFICATION_LIMITS} else NOTIFICATION_LIMITS[0]
-    with rt().factory() as session:
-        rows = recent_notifications(session, size, status or None)
-        return render_template(
-            "ui/notifications.html", title="Notifications", rows=rows, status=status,
-            limit=size, statuses=NOTIFICATION_STATUSES, limits=NOTIFICATION_LIMITS,
-        )  # fmt: skip
-
-
-@ui.get("/maintenance")
-@page_role("viewer")
-def maintenance() -> str:
-    """Maintenance windows with whether each is active and its next occurrence."""
-    return _maintenance_page(MaintenanceForm())
-
-
-@ui.post("/maintenance")
-@page_role("editor")
-def new_maintenance() -> ResponseReturnValue:
-    """Plan a maintenance window; on an error nothing is stored and the form says where."""
-    form = MaintenanceForm()
-    if form.validate_on_submit():
-        try:
-            with write() as session:
-                name = create_window(session, form.to_spec()).name
-        except MaintenanceInvalid as exc:
-            form.show_errors(exc.errors)
-        else:
-            flash(f"Maintenance window {name!r} planned.", "success")
-            return redirect(url_for("ui.maintenance"))
-    return _maintenance_page(form), 422
-
-
-@ui.post("/maintenance/<int:window_id>/delete")
-@page_role("editor")
-def delete_maintenance(window_id: int) -> ResponseReturnValue:
-    """End and forget a window (verifications it covered stay marked)."""
-    try:
-        with write() as session:
-            row = get_window(session, window_id)
-            name = row.name
-            session.delete(row)
-    except MaintenanceNotFound as exc:
-        flash(f"Nothing deleted: {exc}.", "error")
-    else:
-        flash(f"Maintenance window {name!r} deleted.", "success")
-    return redirect(url_for("ui.maintenance"))
-
-
-def _maintenance_page(form: MaintenanceForm) -> str:
-    now = utcnow()
-    with rt().factory() as session:
-        windows = [_window(window_to_dict(w, now)) for w in list_windows(session)]
-        rules = {i: n for i, n in session.execute(select(Rule.id, Rule.name).order_by(Rule.name))}
-    form.rule_id.choices = [("", "choose a rule"), *((str(i), n) for i, n in rules.items())]
-    return render_template("ui/maintenance.html", title="Maintenance", windows=windows,
-                           rules=rules, form=form)  # fmt: skip
-
-
-def _window(data: dict[str, Any]) -> dict[str, Any]:
-    """The API form with its times as datetimes again, for the page to show."""
-    times: dict[str, Any] = {
-        key: datetime.fromisoformat(data[key]) if data[key] else None
-        for key in ("starts_at", "ends_at")
-    }
-    upcoming = data["next"]
-    if upcoming:
-        times["next"] = (datetime.fromisoformat(upcoming["starts_at"]),
-                         datetime.fromisoformat(upcoming["ends_at"]))  # fmt: skip
-    return {**data, **times, "lasts": duration(timedelta(seconds=data["duration_s"]))}
 
 
 @ui.get("/datasources")
@@ -398,7 +256,7 @@ def revoke_one_token(token_id: int) -> ResponseReturnValue:
 def _tokens_page(form: NewTokenForm, created: dict[str, Any] | None = None) -> str:
     with rt().factory() as session:
         people = list_users(session)
-        form.user.choices = [(str(u.id), f"{u.name} ({u.role})") for u in people]
+        form.user.choices = [SelectChoice(str(u.id), f"{u.name} ({u.role})") for u in people]
         if not form.user.data:
             form.user.data = str(caller().id)
         rows = list_tokens(session)
