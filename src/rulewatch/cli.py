@@ -70,7 +70,7 @@ def up(host: str, port: int, concurrency: int) -> None:
     _upgrade(_rt(app))
     _first_admin(_rt(app))
     click.echo(f"rulewatch home: {settings.home}")
-    click.echo(f"UI:  http://{host}:{port}/reports/stability")
+    click.echo(f"UI:  http://{host}:{port}/")
     click.echo(f"API: http://{host}:{port}/api/v1/rules")
     sys.exit(run_all(host, port, concurrency))
 

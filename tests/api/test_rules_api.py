@@ -183,7 +183,8 @@ def test_it_reports_no_data_rather_than_a_perfect_rate(app: Flask) -> None:
 def test_it_serves_the_report_page_and_health(app: Flask) -> None:
     _create(app, http_rule("http://127.0.0.1:8080/a", name="<script>x</script>"))
     client = app.test_client()
-    page = client.get("/reports/stability?window=7d")
+    assert client.get("/reports/stability?window=7d").headers["Location"] == "/report?window=7d"
+    page = client.get("/report?window=7d")
     assert page.status_code == 200
     assert b"&lt;script&gt;x&lt;/script&gt;" in page.data
     assert b"no data" in page.data

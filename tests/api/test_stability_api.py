@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-WINDOW_URLS = ["/api/v1/stability", "/reports/stability"]
+WINDOW_URLS = ["/api/v1/stability"]
 
 
 @pytest.mark.parametrize("url", WINDOW_URLS)

@@ -61,7 +61,7 @@ def test_it_runs_everything_with_one_command_and_stops_cleanly(tmp_path: Path) -
                 60, "scheduled runs", log,
             )  # fmt: skip
         assert all(v["status"] == "pass" for v in runs)
-        report = _get(f"{base}/reports/stability?window=24h")
+        report = _get(f"{base}/report?window=24h", token)
         assert "orders API" in report and "rate-ok" in report
         assert (home / "rulewatch.db").exists()
     finally:

@@ -1,14 +1,12 @@
-"""HTML pages: the stability report and the health check."""
+"""Plain endpoints outside the UI: the health check, and the report's old address."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, current_app, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
-from rulewatch.models import utcnow
 from rulewatch.runtime import Runtime
-from rulewatch.services.reports import render_stability_html
-from rulewatch.services.stability import stability_report
 
 pages = Blueprint("pages", __name__)
 
@@ -19,15 +17,10 @@ def _rt() -> Runtime:
 
 
 @pages.get("/reports/stability")
-def report_page() -> Response:
-    """The stability report, rendered by the same template as the report task."""
-    window = request.args.get("window", "7d")
-    with _rt().factory() as session:
-        try:
-            report = stability_report(session, window, utcnow(), request.args.get("tag"))
-        except ValueError as exc:
-            return Response(f"Bad window: {exc}", 400, mimetype="text/plain")
-        return Response(render_stability_html(report), mimetype="text/html")
+def old_report_page() -> ResponseReturnValue:
+    """The report's first address: the report page, behind sign-in, took its place."""
+    query = request.query_string.decode()
+    return redirect(url_for("ui.report") + (f"?{query}" if query else ""), 301)
 
 
 @pages.get("/healthz")
