@@ -261,7 +261,8 @@ def _window(i: int, now: datetime, rule_id: int) -> dict[str, Any]:
     scope = ("all", "tag", "rule")[i % 3]
     return {
         "name": f"window {i:02d}", "scope": scope,
-        "starts_at": (now - timedelta(days=i)).isoformat(), "duration_s": 3600, "cron": f"0 {i % 24} * * {i % 7}" if i % 2 else None,
+        "starts_at": (now - timedelta(days=i)).isoformat(), "duration_s": 3600,
+        "cron": f"0 {i % 24} * * {i % 7}" if i % 2 else None,
         "timezone": "Europe/Paris", "comment": "planned database work",
         **({"tag": f"team-{i}"} if scope == "tag" else {}),
         **({"rule_id": rule_id + i} if scope == "rule" else {}),

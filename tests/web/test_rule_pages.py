@@ -114,7 +114,7 @@ def test_it_shows_an_invalid_condition_next_to_the_field_and_saves_nothing(app: 
     answer = client.post("/rules/new", data=data)
     assert answer.status_code == 422
     error = text_of(answer.get_data(as_text=True), "conditions-error") or ""
-    assert error.startswith("line 2") and "character" in error
+    assert error.startswith("line 2: ") and "position 11" in error
     assert _rule_count(app) == 0
 
 

@@ -33,5 +33,6 @@ class Probe(Protocol):
 
 
 def ms_since(started: float) -> float:
-    """Milliseconds elapsed since ``started``, a ``time.perf_counter()`` reading."""
-    return (time.perf_counter() - started) * 1000
+    """Milliseconds elapsed since ``started`` (a ``time.perf_counter()`` reading), to the
+    microsecond: finer digits are noise, and they would crowd every resolved condition."""
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -110,9 +110,7 @@
       if (ticket !== asked || !answer.body || !answer.body.conditions) return;
       const items = answer.body.conditions.map((c, i) => c.ok
         ? el("li", { class: "good" }, "✓ line " + (i + 1) + ": " + c.condition)
-        : el("li", { class: "bad" }, "✗ line " + (i + 1) +
-            (c.position !== null && c.position !== undefined ? ", at character " + (c.position + 1) : "") +
-            ": " + c.error));
+        : el("li", { class: "bad" }, "✗ line " + (i + 1) + ": " + c.error));
       feedback.replaceChildren(...items);
       const bad = answer.body.conditions.some((c) => !c.ok);
       conditions.setAttribute("aria-invalid", bad ? "true" : "false");

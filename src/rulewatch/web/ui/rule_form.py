@@ -154,8 +154,7 @@ class RuleForm(FlaskForm):
         head, _, rest = _INDEX.sub("", path).partition(".")
         message = error.message
         if head == "conditions" and index:
-            where = f", at character {error.position + 1}" if error.position is not None else ""
-            return "conditions", f"line {int(index.group(1)) + 1}{where}: {message}"
+            return "conditions", f"line {int(index.group(1)) + 1}: {message}"  # names the position
         if head == "target":
             return (_TARGET_FIELDS.get(rest.split(".")[0]) if rest else "url"), message
         if head == "alert":
