@@ -277,6 +277,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # part of every session's fingerprint: signing out bumps it, ending the user's sessions
+    # even where a copy of the cookie lives on
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):

@@ -72,6 +72,23 @@ def test_it_signs_out_with_a_form_post_only(app: Flask) -> None:
     assert client.get("/").status_code == 302
 
 
+def test_it_ends_a_copied_session_cookie_when_its_user_signs_out(app: Flask) -> None:
+    add_user(app, "alice", "viewer")
+    browser = app.test_client(token=None)
+    _login(browser, "alice", PASSWORD)
+    cookie = browser.get_cookie("session")
+    assert cookie is not None
+    thief = app.test_client(token=None)
+    thief.set_cookie("session", cookie.value)
+    assert thief.get("/").status_code == 200
+    browser.post("/logout", data={"csrf_token": csrf_token(browser, "/")})
+    assert thief.get("/").status_code == 302
+    assert thief.get("/api/v1/me").status_code == 401
+    again = app.test_client(token=None)
+    _login(again, "alice", PASSWORD)
+    assert again.get("/").status_code == 200  # signing in again works at once
+
+
 def test_it_sends_a_content_security_policy_and_security_headers(app: Flask) -> None:
     client = app.test_client(token=None)
     for path in ("/login", "/api/v1/me", "/healthz"):

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, request
 from flask import session as cookie_session
 from flask_login import LoginManager, current_user, login_user, logout_user
+from sqlalchemy import func, update
 
 from rulewatch.db import transaction
 from rulewatch.domain.access import may
@@ -91,8 +92,9 @@ def _rt() -> Runtime:
 
 
 def session_fingerprint(user: User) -> str:
-    """Changes with the password, so a new password ends the user's other sessions."""
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+    """Changes with the password and at every sign-out, ending the user's other sessions."""
+    seed = f"{user.session_epoch or 0}:{user.password_hash}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:16]
 
 
 def principal_of(user: User, via: str, token_id: int | None = None) -> Principal:
@@ -171,7 +173,16 @@ def password_sign_in(name: str, password: str) -> Principal:
 
 
 def sign_out() -> None:
-    """End the caller's session."""
+    """End the caller's sessions: this cookie, any copy of it, and the user's other sessions
+    (their fingerprint changes), so a stolen cookie dies with the sign-out."""
+    if current_user.is_authenticated and caller().via == "session":
+        user_id = caller().id
+        with transaction(_rt().factory) as session:
+            session.execute(
+                update(User)
+                .where(User.id == user_id)
+                .values(session_epoch=func.coalesce(User.session_epoch, 0) + 1)
+            )
     logout_user()
     cookie_session.clear()
 
