@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from rulewatch.domain.stability import (
     summarize,
 )
 from rulewatch.models import DailyRollup, HourlyRollup, Rule, RuleTag
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -163,27 +166,58 @@ class ReportCache:
     """Reports of the last ``ttl_s`` seconds, per (window, tag), shared by a process's threads.
 
     A 30-day report at 10,000 rules costs a few hundred milliseconds; rates over an hour or
-    more barely move in seconds, so API readers share one computation.
+    more barely move in seconds, so readers share one computation. Once a report is older
+    than ``ttl_s`` (but younger than ten times that) readers still get it at once while one
+    background thread computes its successor: only the very first reader of a key, or one
+    after a long quiet spell, waits for a computation.
     """
 
     def __init__(self, ttl_s: float, size: int = 64) -> None:
         self.ttl_s, self.size = ttl_s, size
+        self.stale_s = ttl_s * 10  # served while refreshed; 0 (no cache) serves nothing stale
         self._entries: dict[tuple[str, str | None], StabilityReport] = {}
+        self._refreshing: set[tuple[str, str | None]] = set()
         self._lock = threading.Lock()
 
     def get(
         self, key: tuple[str, str | None], now: datetime, compute: Callable[[], StabilityReport]
     ) -> StabilityReport:
-        """The cached report for ``key`` if fresh at ``now``, else ``compute()`` stored."""
-        with self._lock:  # one computation per key at a time; the others wait for it
+        """The cached report for ``key``: fresh, or stale while a refresh runs, else computed."""
+        with self._lock:  # one computation per process at a time; the others wait for it
             cached = self._entries.get(key)
-            if cached is not None and (now - cached.end).total_seconds() < self.ttl_s:
+            age = (now - cached.end).total_seconds() if cached is not None else None
+            if cached is not None and age is not None and age < self.ttl_s:
+                return cached
+            if cached is not None and age is not None and age < self.stale_s:
+                self._refresh_later(key, compute)
                 return cached
             report = compute()
-            if len(self._entries) >= self.size:
-                self._entries.clear()
-            self._entries[key] = report
+            self._store(key, report)
             return report
+
+    def _refresh_later(
+        self, key: tuple[str, str | None], compute: Callable[[], StabilityReport]
+    ) -> None:
+        if key in self._refreshing:
+            return
+        self._refreshing.add(key)
+        threading.Thread(target=self._refresh, args=(key, compute), daemon=True).start()
+
+    def _refresh(self, key: tuple[str, str | None], compute: Callable[[], StabilityReport]) -> None:
+        try:
+            report = compute()
+            with self._lock:
+                self._store(key, report)
+        except Exception:  # the stale report stays; the next reader tries again
+            log.exception("refreshing the cached %s stability report failed", key[0])
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+
+    def _store(self, key: tuple[str, str | None], report: StabilityReport) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[key] = report
 
 
 def _counts(c: Counts) -> dict[str, int]:

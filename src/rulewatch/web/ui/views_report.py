@@ -9,7 +9,7 @@ from flask import Response, abort, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from rulewatch.models import utcnow
-from rulewatch.services.reports import render_stability_html
+from rulewatch.services.reports import rendered_stability_html
 from rulewatch.services.rules import all_tags
 from rulewatch.services.stability import StabilityReport, stability_report, worst_first_key
 from rulewatch.web.ui import page_role, rt, ui
@@ -63,7 +63,7 @@ def download_report() -> Response:
     """The whole report as a standalone HTML file (what the report task and the digest send)."""
     window = request.args.get("window", "7d")
     tag = request.args.get("tag", "").strip()[:64] or None
-    html = render_stability_html(_report(window, tag))
+    html = rendered_stability_html(_report(window, tag))
     stamp = utcnow().strftime("%Y%m%d-%H%M")
     suffix = f"-{''.join(c for c in tag if c.isalnum() or c in '-_')}" if tag else ""
     response = Response(html, mimetype="text/html")
