@@ -82,12 +82,17 @@ def ui_goals(ui: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     goal = ui["goal_p95_ms"]
     name, page = max(ui["pages"].items(), key=lambda item: item[1]["ms"]["p95"])
     cold = max(ui["report_uncached"].values(), key=lambda c: c["ms"]["p95"])
-    return [
+    rows = [
         (f"every UI page at {ui['rules']:,} rules, server time p95 (slowest: {name})",
          f"<= {goal} ms", f"{page['ms']['p95']} ms", not ui["over_goal"]),
-        (f"report page uncached (once per report cache period), p95 ({cold['path']})",
-         f"<= {goal} ms", f"{cold['ms']['p95']} ms", cold["ms"]["p95"] <= goal),
     ]  # fmt: skip
+    if "report_stale" in ui:
+        stale = max(ui["report_stale"].values(), key=lambda c: c["ms"]["p95"])
+        what = f"report page past the cache's time to live, p95 ({stale['path']})"
+        rows.append((what, f"<= {goal} ms", f"{stale['ms']['p95']} ms", stale["ms"]["p95"] <= goal))
+    what = f"report page, a process's first for its window (computed), p95 ({cold['path']})"
+    rows.append((what, f"<= {goal} ms", f"{cold['ms']['p95']} ms", cold["ms"]["p95"] <= goal))
+    return rows
 
 
 NOTES = """
@@ -125,6 +130,19 @@ NOTES = """
   the process and re-read every 10 minutes (`scrape_rereading_all_days_ms`: a full scan,
   about 2.6 s with 730 days, `--days 730`), and a process answers scrapes from a collection
   up to 5 s old (`scrape_cached_ms`).
+- **UI**: every page of the web UI through the Flask test client (in process: the client adds
+  about 1 ms, /healthz's time) at 10,000 rules with the report bench's rollups, 200,000
+  recent verifications (500 over the last 6 hours for the rule whose pages are timed), 250
+  incidents, 1,000 notifications, 12 maintenance windows and 13 users; an admin's bearer
+  token signs in. Report pages share one report per (window, tag) for
+  `RULEWATCH_REPORT_CACHE_S`; once it is older, readers still get it at once while one
+  background thread computes the next (`report_stale`), for up to ten times that age. Only
+  the first request for a window and tag in a web process (or after a long quiet spell)
+  computes the report while it waits (`report_uncached`): `stability_report` alone takes
+  200-290 ms here at 10,000 rules (its one statement about 130 ms, then 10,000
+  `RuleStability` objects); it is the one answer above 200 ms. The download renders the
+  whole report (2.4 MB of HTML) once per cached report and hands the same text to every
+  reader.
 """
 
 
@@ -137,14 +155,15 @@ def ui_table(ui: dict[str, Any]) -> list[str]:
         f"{ui['repeat']} requests a page (the test client itself: /healthz at "
         f"{ui['client_overhead_ms']['p50']} ms p50). Goal: p95 <= {ui['goal_p95_ms']} ms.",
         "",
-        "| page | path | p50 ms | p95 ms | max ms | SQL statements | kB |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| page | path | p50 ms | p95 ms | max ms | SQL statements | kB | met |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, page in ui["pages"].items():
         ms = page["ms"]
         lines.append(
             f"| {name} | `{page['path']}` | {ms['p50']} | {ms['p95']} | {ms['max']} "
-            f"| {page['sql']['statements']} | {page['bytes'] / 1000:.0f} |"
+            f"| {page['sql']['statements']} | {page['bytes'] / 1000:.0f} "
+            f"| {'no' if name in ui['over_goal'] else 'yes'} |"
         )
     lines += [
         "",
@@ -156,6 +175,12 @@ def ui_table(ui: dict[str, Any]) -> list[str]:
         ms = cold["ms"]
         lines.append(f"- `{cold['path']}`: first {cold['first_ms']} ms, p50 {ms['p50']} ms, "
                      f"max {ms['max']} ms")  # fmt: skip
+    if "report_stale" in ui:
+        lines += ["", "Stale (older than the cache's time to live: served at once, refreshed in "
+                  "the background):", ""]  # fmt: skip
+        for stale in ui["report_stale"].values():
+            ms = stale["ms"]
+            lines.append(f"- `{stale['path']}`: p50 {ms['p50']} ms, max {ms['max']} ms")
     return [*lines, ""]
 
 

@@ -276,6 +276,8 @@ def measure(
     runtime = app.extensions["rulewatch"]
     cold = {name: _cold(runtime, client, paths[name], args.cold) for name in REPORTS}
     say(f"uncached reports: {json.dumps(cold)}")
+    stale = {name: _stale(runtime, client, paths[name], args.cold) for name in REPORTS}
+    say(f"stale reports (served while refreshed): {json.dumps(stale)}")
     cache = runtime.reports = CountingReportCache(runtime.settings.report_cache_s)
     out: dict[str, Any] = {}
     for name, path in paths.items():
@@ -295,6 +297,7 @@ def measure(
     }
     healthz, _ = _timed(client, "/healthz", args.warmup, args.repeat)
     return {"client_overhead_ms": summary_ms(healthz), "report_uncached": cold,
+            "report_stale": stale,
             "pages": out, "profiles": profiles}  # fmt: skip
 
 
@@ -327,6 +330,23 @@ def _cold(runtime: Any, client: FlaskClient, path: str, times: int) -> dict[str,
         _get(client, path)
         samples.append(time.perf_counter() - t0)
     return {"path": path, "first_ms": round(samples[0] * 1000, 1), "ms": summary_ms(samples)}
+
+
+def _stale(runtime: Any, client: FlaskClient, path: str, times: int) -> dict[str, Any]:
+    """``times`` requests, each finding its report older than the cache's time to live (but
+    young enough to serve): answered from it while a background thread computes the next."""
+    samples = []
+    for _ in range(times):
+        cache = runtime.reports = ReportCache(runtime.settings.report_cache_s)
+        _get(client, path)  # fills the cache
+        age = timedelta(seconds=cache.ttl_s * 2)
+        cache._entries = {k: replace(r, end=r.end - age) for k, r in cache._entries.items()}
+        t0 = time.perf_counter()
+        _get(client, path)
+        samples.append(time.perf_counter() - t0)
+        while cache._refreshing:  # let the refresh end before the next sample
+            time.sleep(0.05)
+    return {"path": path, "ms": summary_ms(samples)}
 
 
 @contextmanager

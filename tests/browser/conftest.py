@@ -13,11 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.browser.stack import CHROMIUM, Stack, launch_chromium, new_context, running_stack
 from tests.targets import Target
+
+# a test run or verify-now goes through a worker on the filesystem broker: on a loaded
+# machine that can take longer than expect()'s own 5 s default
+expect.set_options(timeout=30_000)
 
 ACTION_TIMEOUT_MS = 10_000  # a missing element fails in seconds, not Playwright's 30
 CALL_FAILED = pytest.StashKey[bool]()
@@ -42,7 +53,7 @@ def require_chromium() -> None:
     pytest.skip(f"{reason}; {install} to run the browser tests (with CI=true this is a failure)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """`rulewatch up` (web, worker, beat; SQLite and filesystem broker) with user admin."""
     require_chromium()
@@ -50,14 +61,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
-    """Playwright's sync API, for the whole session."""
+    """Playwright's sync API, for the browser tests (its event loop must end with them)."""
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Headless Chromium, launched once."""
     require_chromium()

@@ -249,3 +249,73 @@ def test_it_hides_editing_from_a_viewer(app: Flask) -> None:
     assert 'id="new-rule"' not in viewer.get("/").get_data(as_text=True)
     token = csrf_token(viewer, f"/rules/{rule_id}")
     assert viewer.post(f"/rules/{rule_id}/verify", data={"csrf_token": token}).status_code == 403
+
+
+def test_it_answers_any_page_number_without_an_error(app: Flask) -> None:
+    _add(app, "orders", "fail")
+    client = app.test_client()
+    for page in ("0", "000", "-1", "x", "99999999", "1"):
+        answer = client.get(f"/?page={page}")
+        assert answer.status_code == 200, page
+        assert client.get(f"/report?page={page}").status_code == 200, page
+
+
+def test_it_saves_an_unchanged_edit_form_as_the_same_rule(app: Flask) -> None:
+    body = "line one\nline two\n"
+    rule_id = _add(app, "orders", stability_target=0.9999999)
+    with transaction(app.extensions["rulewatch"].factory) as session:
+        rule = session.get(Rule, rule_id)
+        assert rule is not None
+        rule.target = {**rule.target, "body": body, "method": "POST", "headers": {"X-A": "b"}}
+    client = app.test_client()
+    before = client.get(f"/api/v1/rules/{rule_id}").get_json()
+    page = client.get(f"/rules/{rule_id}/edit").get_data(as_text=True)
+    form = _form_values(page)
+    form["body"] = form["body"].replace("\n", "\r\n")  # as a browser sends a textarea
+    assert client.post(f"/rules/{rule_id}/edit", data=form).status_code == 302
+    after = client.get(f"/api/v1/rules/{rule_id}").get_json()
+    assert {k: v for k, v in after.items() if k != "updated_at"} == {
+        k: v for k, v in before.items() if k != "updated_at"
+    }
+
+
+def test_it_counts_blank_lines_when_it_names_a_conditions_line(app: Flask) -> None:
+    client = app.test_client()
+    data = {**FORM, "conditions": "[STATUS] == 200\n\n[STATUS] ==",
+            "csrf_token": csrf_token(client, "/rules/new")}  # fmt: skip
+    error = text_of(client.post("/rules/new", data=data).get_data(as_text=True), "conditions-error")
+    assert (error or "").startswith("line 3: ")
+
+
+def test_it_refuses_a_report_for_a_tag_no_rule_has(app: Flask) -> None:
+    _add(app, "orders", tags=["shop"])
+    client = app.test_client()
+    assert client.get("/report?tag=shop").status_code == 200
+    assert client.get("/report?tag=made-up").status_code == 404
+    assert client.get("/report/download?tag=made-up").status_code == 404
+
+
+def _form_values(page: str) -> dict[str, str]:
+    """What a browser would send for the page's form: inputs, checked boxes, selects."""
+    import html
+    import re
+
+    values: dict[str, str] = {}
+    for tag in re.findall(r"<input[^>]*>", page):
+        name = re.search(r'name="([^"]+)"', tag)
+        if not name or ('type="checkbox"' in tag and "checked" not in tag):
+            continue
+        value = re.search(r'value="([^"]*)"', tag)
+        values[name.group(1)] = html.unescape(value.group(1)) if value else (
+            "y" if 'type="checkbox"' in tag else "")  # fmt: skip
+    for name, text in re.findall(r'<textarea[^>]*name="([^"]+)"[^>]*>(.*?)</textarea>', page, re.S):
+        values[name] = html.unescape(text.removeprefix("\n").removeprefix("\r\n"))
+    for name, options in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', page, re.S):
+        chosen = re.search(
+            r'<option selected value="([^"]*)"|<option value="([^"]*)" selected', options
+        )
+        first = re.search(r'value="([^"]*)"', options)
+        values[name] = (
+            (chosen.group(1) or chosen.group(2)) if chosen else (first.group(1) if first else "")
+        )
+    return values

@@ -178,6 +178,11 @@ def _attention() -> ColumnElement[int]:
     )
 
 
+def tag_in_use(session: Session, tag: str) -> bool:
+    """True when some rule has ``tag``."""
+    return session.scalar(select(RuleTag.tag).where(RuleTag.tag == tag).limit(1)) is not None
+
+
 def all_tags(session: Session) -> list[str]:
     """Every tag in use, sorted."""
     return list(session.scalars(select(RuleTag.tag).distinct().order_by(RuleTag.tag)))

@@ -99,7 +99,8 @@
     let timer = null;
     let asked = 0;
     const check = async () => {
-      const lines = conditions.value.split("\n").map((l) => l.trim()).filter((l) => l);
+      const numbered = conditions.value.split("\n").map((l, i) => [i + 1, l.trim()]).filter(([, l]) => l);
+      const lines = numbered.map(([, l]) => l);
       const ticket = ++asked;
       if (!lines.length) { feedback.replaceChildren(); return; }
       const answer = await json(editor.dataset.checkUrl, {
@@ -109,8 +110,8 @@
       });
       if (ticket !== asked || !answer.body || !answer.body.conditions) return;
       const items = answer.body.conditions.map((c, i) => c.ok
-        ? el("li", { class: "good" }, "✓ line " + (i + 1) + ": " + c.condition)
-        : el("li", { class: "bad" }, "✗ line " + (i + 1) + ": " + c.error));
+        ? el("li", { class: "good" }, "✓ line " + numbered[i][0] + ": " + c.condition)
+        : el("li", { class: "bad" }, "✗ line " + numbered[i][0] + ": " + c.error));
       feedback.replaceChildren(...items);
       const bad = answer.body.conditions.some((c) => !c.ok);
       conditions.setAttribute("aria-invalid", bad ? "true" : "false");

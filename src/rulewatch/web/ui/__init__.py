@@ -65,10 +65,10 @@ def init_app(app: Flask) -> None:
         views_session,
     )
 
+    app.config["WTF_CSRF_TIME_LIMIT"] = None  # valid as long as the session (CSRFProtect sets 1 h)
     csrf = CSRFProtect(app)
     for name in ("api", "metrics"):  # the API refuses cross-site forms itself (JSON only)
         csrf.exempt(app.blueprints[name])
-    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid as long as the session is
     app.after_request(_security_headers)
     app.register_blueprint(ui)
     app.jinja_env.globals.update(may=_may, me=_me)
@@ -133,6 +133,14 @@ def page_role(needed: str) -> Callable[[View], View]:
         return guarded  # type: ignore[return-value]
 
     return decorate
+
+
+def page_number(text: str | None) -> int:
+    """A ``?page=`` value: a whole number from 1 to 999,999, else 1."""
+    text = text or ""
+    if text.isascii() and text.isdecimal() and len(text) < 7 and int(text) > 0:
+        return int(text)
+    return 1
 
 
 def safe_next(target: str | None) -> str:

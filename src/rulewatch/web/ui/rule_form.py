@@ -89,13 +89,13 @@ class RuleForm(FlaskForm):
             target = {"url": (self.url.data or "").strip(), "method": self.method.data}
             if self.headers.data and self.headers.data.strip():
                 target["headers"] = _headers(self.headers.data)
-            if self.body.data:
-                target["body"] = self.body.data
+            if self.body.data:  # browsers send a textarea's line breaks as CRLF
+                target["body"] = _unix_lines(self.body.data)
             target["follow_redirects"] = bool(self.follow_redirects.data)
             target["verify_tls"] = bool(self.verify_tls.data)
         elif kind == "sql":
             target = {"datasource": (self.datasource.data or "").strip(),
-                      "query": self.query.data or ""}  # fmt: skip
+                      "query": _unix_lines(self.query.data or "")}  # fmt: skip
         else:
             target = {"host": (self.host.data or "").strip(), "port": _number(self.port.data)}
         timeout = _number(self.timeout_s.data)
@@ -121,7 +121,7 @@ class RuleForm(FlaskForm):
             "interval_s": _text(spec.get("interval_s")), "cron": spec.get("cron") or "",
             "timezone": spec.get("timezone") or "UTC", "enabled": spec.get("enabled", True),
             "tags": ", ".join(spec.get("tags") or []),
-            "stability_target": f"{float(spec.get('stability_target', 0.99)) * 100:g}",
+            "stability_target": f"{round(float(spec.get('stability_target', 0.99)) * 100, 8):.10g}",
             "headers": "\n".join(f"{k}: {v}" for k, v in (target.get("headers") or {}).items()),
             "port": _text(target.get("port")), "timeout_s": _text(target.get("timeout_s")),
             "own_alert": alert is not None,
@@ -153,8 +153,9 @@ class RuleForm(FlaskForm):
         index = _INDEX.search(path)
         head, _, rest = _INDEX.sub("", path).partition(".")
         message = error.message
-        if head == "conditions" and index:
-            return "conditions", f"line {int(index.group(1)) + 1}: {message}"  # names the position
+        if head == "conditions" and index:  # the nth condition is on the nth non-blank line
+            line = _line_of(self.conditions.data, int(index.group(1)))
+            return "conditions", f"line {line}: {message}"  # the message names the position
         if head == "target":
             return (_TARGET_FIELDS.get(rest.split(".")[0]) if rest else "url"), message
         if head == "alert":
@@ -167,6 +168,16 @@ class ImportForm(FlaskForm):
 
     file = FileField("YAML file")
     text = TextAreaField("or paste YAML", render_kw={"rows": 12})
+
+
+def _line_of(text: str | None, nth: int) -> int:
+    """The line number (from 1) of the ``nth`` non-blank line of ``text``."""
+    filled = [i for i, line in enumerate((text or "").splitlines(), 1) if line.strip()]
+    return filled[nth] if nth < len(filled) else nth + 1
+
+
+def _unix_lines(text: str) -> str:
+    return text.replace("\r\n", "\n")
 
 
 def _lines(text: str | None) -> list[str]:

@@ -10,9 +10,9 @@ from flask.typing import ResponseReturnValue
 
 from rulewatch.models import utcnow
 from rulewatch.services.reports import rendered_stability_html
-from rulewatch.services.rules import all_tags
+from rulewatch.services.rules import all_tags, tag_in_use
 from rulewatch.services.stability import StabilityReport, stability_report, worst_first_key
-from rulewatch.web.ui import page_role, rt, ui
+from rulewatch.web.ui import page_number, page_role, rt, ui
 
 WINDOWS = ("1h", "24h", "7d", "30d", "90d")
 PER_PAGE = 100
@@ -25,6 +25,10 @@ def _report(window: str, tag: str | None) -> StabilityReport:
     if window not in WINDOWS:
         abort(404)
     runtime = rt()
+    if tag is not None:  # a made-up tag would only take (and churn) a place in the cache
+        with runtime.factory() as session:
+            if not tag_in_use(session, tag):
+                abort(404)
 
     def compute() -> StabilityReport:
         with runtime.factory() as session:
@@ -40,8 +44,7 @@ def report() -> ResponseReturnValue:
     window = request.args.get("window", "7d")
     window = window if window in WINDOWS else "7d"
     tag = request.args.get("tag", "").strip()[:64] or None
-    page = request.args.get("page", "1")
-    page_no = int(page) if page.isdecimal() and len(page) < 7 and int(page) > 0 else 1
+    page_no = page_number(request.args.get("page"))
     result = _report(window, tag)
     ranked = sorted(result.rules, key=worst_first_key)
     pages = max(1, math.ceil(len(ranked) / PER_PAGE))
@@ -65,7 +68,9 @@ def download_report() -> Response:
     tag = request.args.get("tag", "").strip()[:64] or None
     html = rendered_stability_html(_report(window, tag))
     stamp = utcnow().strftime("%Y%m%d-%H%M")
-    suffix = f"-{''.join(c for c in tag if c.isalnum() or c in '-_')}" if tag else ""
+    suffix = (
+        f"-{''.join(c for c in tag if (c.isascii() and c.isalnum()) or c in '-_')}" if tag else ""
+    )
     response = Response(html, mimetype="text/html")
     response.headers["Content-Disposition"] = (
         f'attachment; filename="rulewatch-stability-{window}{suffix}-{stamp}.html"'

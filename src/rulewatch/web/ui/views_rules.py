@@ -31,7 +31,7 @@ from rulewatch.services.rules import (
 )
 from rulewatch.tasks import enqueue_notifications
 from rulewatch.web.api import queue_manual_verification
-from rulewatch.web.ui import page_role, rt, ui, write
+from rulewatch.web.ui import page_number, page_role, rt, ui, write
 from rulewatch.web.ui.charts import history_chart, sparkline
 
 TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -60,7 +60,7 @@ class Filters:
             q=args.get("q", "").strip()[:200],
             status=status if status in RULE_STATUSES else "",
             tag=args.get("tag", "").strip()[:64],
-            page=int(page) if page.isdecimal() and 0 < len(page) < 7 else 1,
+            page=page_number(page),
         )
 
     def query(self, page: int) -> str:
