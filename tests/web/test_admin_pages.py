@@ -29,25 +29,16 @@ from rulewatch.models import (
     utcnow,
 )
 from tests.auth import token_for
+from tests.web.page_forms import csrf_token
 
 PAGES = ("/incidents", "/notifications", "/maintenance", "/datasources", "/users", "/tokens")
 ADMIN_PAGES = ("/datasources", "/users", "/tokens")
 PASSWORD = "Page-Canary-4f2a9d"
-_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-
-
-def _csrf(client: FlaskClient, path: str) -> str:
-    """The CSRF token of the page's forms (the client's session cookie keeps it)."""
-    page = client.get(path)
-    assert page.status_code == 200, page.status_code
-    found = _CSRF.search(page.get_data(as_text=True))
-    assert found, f"no CSRF token on {path}"
-    return found.group(1)
 
 
 def _post(client: FlaskClient, page: str, action: str, **form: Any) -> Any:
     """Post ``form`` to ``action`` with the CSRF token of ``page``; the answer, unredirected."""
-    return client.post(action, data={"csrf_token": _csrf(client, page), **form})
+    return client.post(action, data={"csrf_token": csrf_token(client, page), **form})
 
 
 def _follow(client: FlaskClient, page: str, action: str, **form: Any) -> str:
@@ -148,7 +139,7 @@ def test_editors_plan_and_delete_maintenance_windows_that_viewers_only_see(app: 
     assert 'data-state="active"' in seen and "1 h 30 min" in seen and "checkout" in seen
     assert 'id="new-window"' not in seen and "/delete" not in seen
     refused = viewer.post(
-        f"/maintenance/{row.id}/delete", data={"csrf_token": _csrf(viewer, "/maintenance")}
+        f"/maintenance/{row.id}/delete", data={"csrf_token": csrf_token(viewer, "/maintenance")}
     )
     assert refused.status_code == 403 and _count(app, MaintenanceWindow) == 1
     html = _follow(editor, "/maintenance", f"/maintenance/{row.id}/delete")
