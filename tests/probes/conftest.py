@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import subprocess
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.conftest import require_service
 
-__all__ = ["WebServer", "closed_port", "require_service"]
+__all__ = ["WebServer", "closed_port", "require_service", "self_signed_certificate"]
 
 
 def closed_port() -> int:
@@ -59,17 +63,37 @@ class WebServer:
         await web.SockSite(self._runner, self._sock, ssl_context=self._ssl).start()
 
 
+def self_signed_certificate(
+    not_after: datetime,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A self-signed certificate for 127.0.0.1 that expires at ``not_after``, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime.now(UTC) - timedelta(days=1))
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate, key
+
+
 @pytest.fixture(scope="session")
 def self_signed_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A 30-day self-signed certificate for 127.0.0.1, made with the openssl command."""
+    """A 30-day self-signed certificate for 127.0.0.1 and its key, as PEM files."""
+    certificate, key = self_signed_certificate(datetime.now(UTC) + timedelta(days=30))
     folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    command = [
-        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-        "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert),
-    ]  # fmt: skip
-    try:
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot make a test certificate with openssl: {exc}")
-    return cert, key
+    cert, key_file = folder / "cert.pem", folder / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert, key_file
