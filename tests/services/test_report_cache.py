@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
+
+import pytest
 
 from rulewatch.domain.stability import summarize
 from rulewatch.services.stability import ReportCache, StabilityReport
@@ -93,3 +96,66 @@ def test_it_keeps_the_stale_report_when_a_refresh_fails() -> None:
         if retry.done.wait(0.05):
             break
     assert retry.calls == 1
+
+
+class Blocking:
+    """A compute function that says when it starts and then waits to be released."""
+
+    def __init__(self, end: datetime) -> None:
+        self.end, self.calls = end, 0
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def __call__(self) -> StabilityReport:
+        self.calls += 1
+        self.started.set()
+        assert self.release.wait(5)
+        return _report(self.end)
+
+
+def _read_in_thread(
+    cache: ReportCache, key: tuple[str, str | None], compute: Callable[[], StabilityReport]
+) -> tuple[threading.Thread, list[StabilityReport]]:
+    got: list[StabilityReport] = []
+    thread = threading.Thread(target=lambda: got.append(cache.get(key, T0, compute)))
+    thread.start()
+    return thread, got
+
+
+def test_it_serves_other_keys_while_a_cold_report_is_computed() -> None:
+    cache = ReportCache(30)
+    slow = Blocking(T0)
+    cold, _ = _read_in_thread(cache, ("30d", None), slow)
+    assert slow.started.wait(5)
+    other, got = _read_in_thread(cache, ("7d", None), Computer(T0))
+    other.join(5)
+    try:
+        assert got and got[0].end == T0  # answered while the 30-day report is still computing
+    finally:
+        slow.release.set()
+        cold.join(5)
+
+
+def test_it_computes_a_cold_report_once_for_concurrent_readers() -> None:
+    cache = ReportCache(30)
+    slow = Blocking(T0)
+    first, got = _read_in_thread(cache, KEY, slow)
+    assert slow.started.wait(5)
+    readers = [_read_in_thread(cache, KEY, slow) for _ in range(4)]
+    slow.release.set()
+    for thread, _ in [(first, got), *readers]:
+        thread.join(5)
+    reports = got + [report for _, out in readers for report in out]
+    assert slow.calls == 1
+    assert len(reports) == 5 and all(report is got[0] for report in reports)
+
+
+def test_it_gives_every_waiting_reader_the_error_and_computes_again_next_time() -> None:
+    cache = ReportCache(30)
+
+    def broken() -> StabilityReport:
+        raise RuntimeError("database gone")
+
+    with pytest.raises(RuntimeError, match="database gone"):
+        cache.get(KEY, T0, broken)
+    compute = Computer(T0)
+    assert cache.get(KEY, T0, compute).end == T0 and compute.calls == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Collection
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -162,6 +163,9 @@ def worst_first_key(r: RuleStability) -> tuple[bool, float]:
     return (r.rate is None, r.rate if r.rate is not None else 0.0)
 
 
+Key = tuple[str, str | None]
+
+
 class ReportCache:
     """Reports of the last ``ttl_s`` seconds, per (window, tag), shared by a process's threads.
 
@@ -169,52 +173,74 @@ class ReportCache:
     more barely move in seconds, so readers share one computation. Once a report is older
     than ``ttl_s`` (but younger than ten times that) readers still get it at once while one
     background thread computes its successor: only the very first reader of a key, or one
-    after a long quiet spell, waits for a computation.
+    after a long quiet spell, waits for a computation. The lock guards the two dicts only
+    and is never held while computing, so a cold report stalls none of the other keys'
+    readers; the readers of a key being computed wait for that one computation (a future).
     """
 
     def __init__(self, ttl_s: float, size: int = 64) -> None:
         self.ttl_s, self.size = ttl_s, size
         self.stale_s = ttl_s * 10  # served while refreshed; 0 (no cache) serves nothing stale
-        self._entries: dict[tuple[str, str | None], StabilityReport] = {}
-        self._refreshing: set[tuple[str, str | None]] = set()
+        self._entries: dict[Key, StabilityReport] = {}
+        self._flights: dict[Key, Future[StabilityReport]] = {}
         self._lock = threading.Lock()
 
     def get(
-        self, key: tuple[str, str | None], now: datetime, compute: Callable[[], StabilityReport]
+        self, key: Key, now: datetime, compute: Callable[[], StabilityReport]
     ) -> StabilityReport:
         """The cached report for ``key``: fresh, or stale while a refresh runs, else computed."""
-        with self._lock:  # one computation per process at a time; the others wait for it
+        with self._lock:
             cached = self._entries.get(key)
             age = (now - cached.end).total_seconds() if cached is not None else None
             if cached is not None and age is not None and age < self.ttl_s:
                 return cached
-            if cached is not None and age is not None and age < self.stale_s:
-                self._refresh_later(key, compute)
-                return cached
-            report = compute()
-            self._store(key, report)
-            return report
+            flight, mine = self._flight(key)
+        if cached is not None and age is not None and age < self.stale_s:
+            if mine:
+                threading.Thread(
+                    target=self._refresh, args=(key, flight, compute), daemon=True
+                ).start()
+            return cached
+        if mine:
+            self._compute(key, flight, compute)
+        return flight.result()
 
-    def _refresh_later(
-        self, key: tuple[str, str | None], compute: Callable[[], StabilityReport]
+    def _flight(self, key: Key) -> tuple[Future[StabilityReport], bool]:
+        """The computation of ``key`` under way, or a new one this caller must run (True)."""
+        flight = self._flights.get(key)
+        if flight is not None:
+            return flight, False
+        flight = self._flights[key] = Future()
+        return flight, True
+
+    def _compute(
+        self, key: Key, flight: Future[StabilityReport], compute: Callable[[], StabilityReport]
     ) -> None:
-        if key in self._refreshing:
-            return
-        self._refreshing.add(key)
-        threading.Thread(target=self._refresh, args=(key, compute), daemon=True).start()
-
-    def _refresh(self, key: tuple[str, str | None], compute: Callable[[], StabilityReport]) -> None:
+        """Run ``compute`` outside the lock; store and hand its report to the waiting readers."""
         try:
             report = compute()
+        except BaseException as exc:
             with self._lock:
-                self._store(key, report)
-        except Exception:  # the stale report stays; the next reader tries again
-            log.exception("refreshing the cached %s stability report failed", key[0])
-        finally:
-            with self._lock:
-                self._refreshing.discard(key)
+                del self._flights[key]
+            flight.set_exception(exc)
+            return
+        with self._lock:
+            self._store(key, report)
+            del self._flights[key]
+        flight.set_result(report)
 
-    def _store(self, key: tuple[str, str | None], report: StabilityReport) -> None:
+    def _refresh(
+        self, key: Key, flight: Future[StabilityReport], compute: Callable[[], StabilityReport]
+    ) -> None:
+        self._compute(key, flight, compute)
+        if flight.exception() is not None:  # the stale report stays; the next reader retries
+            log.error(
+                "refreshing the cached %s stability report failed",
+                key[0],
+                exc_info=flight.exception(),
+            )
+
+    def _store(self, key: Key, report: StabilityReport) -> None:
         if len(self._entries) >= self.size:
             self._entries.clear()
         self._entries[key] = report
