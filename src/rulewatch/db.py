@@ -1,13 +1,18 @@
-"""Engine and session factory, shared by web, workers, beat and the CLI."""
+"""Engine and session factory, shared by web, workers, beat and the CLI; and the SQL that
+differs between SQLite, PostgreSQL and MySQL/MariaDB, so that services hold no dialect test."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, TypeVarTuple
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Select, Table, case, create_engine, event
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+
+Ts = TypeVarTuple("Ts")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -40,3 +45,57 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error."""
     with factory() as session, session.begin():
         yield session
+
+
+def lock_for_update(query: Select[*Ts], session: Session, skip_locked: bool = False) -> Select[*Ts]:
+    """``query`` locking the rows it reads until commit (``skip_locked``: leaving out rows
+    another transaction holds).
+
+    SQLite has no row locks and is returned the query unchanged: its single writer lock
+    serialises writers, so callers re-check their predicate in the UPDATE that follows.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return query
+    return query.with_for_update(skip_locked=skip_locked)
+
+
+Merge = Literal["add", "max"]
+
+
+def upsert(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    merge: Mapping[str, Merge],
+) -> None:
+    """Insert ``rows``; where a row with the same ``keys`` exists, merge the new values into
+    it instead: ``"add"`` sums the two, ``"max"`` keeps the greater (other columns stay).
+
+    MySQL and MariaDB match on any unique key, so ``keys`` should be the table's only one.
+    """
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect in ("mysql", "mariadb"):
+        stmt_my = mysql.insert(table)
+        merged = _merged(table, stmt_my.inserted, merge)
+        session.execute(stmt_my.on_duplicate_key_update(merged), rows)
+        return
+    stmt: postgresql.Insert | sqlite.Insert = (
+        postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    )
+    merged = _merged(table, stmt.excluded, merge)
+    session.execute(stmt.on_conflict_do_update(index_elements=keys, set_=merged), rows)
+
+
+def _merged(
+    table: Table, new: ReadOnlyColumnCollection[str, Any], merge: Mapping[str, Merge]
+) -> dict[str, Any]:
+    """The SET clause merging each column of ``merge`` with its incoming value ``new``."""
+    return {
+        name: table.c[name] + new[name]
+        if how == "add"
+        else case((table.c[name] >= new[name], table.c[name]), else_=new[name])
+        for name, how in merge.items()
+    }

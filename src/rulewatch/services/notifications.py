@@ -23,7 +23,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.config import SmtpSettings
-from rulewatch.db import transaction
+from rulewatch.db import lock_for_update, transaction
 from rulewatch.models import Notification, utcnow
 from rulewatch.services.reports import report_environment
 
@@ -59,9 +59,7 @@ def claim(
     if group_key is not None:
         mine = or_(mine, Notification.group_key == group_key)
     candidates = select(Notification.id).where(mine, _claimable(now)).order_by(Notification.id)
-    if session.get_bind().dialect.name != "sqlite":  # SQLite's write lock serialises senders
-        candidates = candidates.with_for_update(skip_locked=True)
-    ids = list(session.scalars(candidates))
+    ids = list(session.scalars(lock_for_update(candidates, session, skip_locked=True)))
     if notification_id not in ids:
         return None
     token = str(uuid.uuid4())

@@ -11,12 +11,16 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
+from rulewatch.db import Merge, upsert
 from rulewatch.models import DURATION_BOUNDS_MS, LAG_BOUNDS_MS, DailyRollup, HourlyRollup
 
 COUNTS = ("passed", "failed", "errors", "maintenance", "duration_sum_ms", "duration_max_ms")
 DURATION_COLUMNS = tuple(f"duration_le_{b}ms" for b in DURATION_BOUNDS_MS)
 LAG_COLUMNS = tuple(f"lag_le_{b}ms" for b in LAG_BOUNDS_MS)
 HISTOGRAMS = (*DURATION_COLUMNS, "lag_count", "lag_sum_ms", *LAG_COLUMNS)
+# a bucket already written is merged with new samples: counts and sums add up, maxima compare
+_MERGE: dict[str, Merge] = {**dict.fromkeys(COUNTS, "add"), "duration_max_ms": "max"}
+_MERGE_WITH_HISTOGRAMS: dict[str, Merge] = {**_MERGE, **dict.fromkeys(HISTOGRAMS, "add")}
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,9 @@ def add_samples(session: Session, samples: Iterable[Sample]) -> None:
     ):
         rows = _aggregate(samples, bucket_of, histograms)
         if rows:
-            _upsert(session, model.__table__, rows)  # type: ignore[arg-type]
+            merge = _MERGE_WITH_HISTOGRAMS if histograms else _MERGE
+            table: Table = model.__table__  # type: ignore[assignment]
+            upsert(session, table, rows, ("rule_id", "bucket"), merge)
 
 
 def _aggregate(samples: list[Sample], bucket_of: Any, histograms: bool) -> list[dict[str, Any]]:
@@ -80,39 +86,3 @@ def _count_in_histograms(row: dict[str, Any], s: Sample) -> None:
         row["lag_sum_ms"] += s.lag_ms
         for name in LAG_COLUMNS[bisect_left(LAG_BOUNDS_MS, s.lag_ms) :]:
             row[name] += 1
-
-
-def _upsert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    dialect = session.get_bind().dialect.name
-    counters = [c for c in rows[0] if c not in ("rule_id", "bucket", "duration_max_ms")]
-    if dialect in ("mysql", "mariadb"):
-        from sqlalchemy.dialects.mysql import insert as mysql_insert
-
-        stmt = mysql_insert(table)
-        new = stmt.inserted
-        updates = {c: table.c[c] + new[c] for c in counters}
-        updates["duration_max_ms"] = _greatest(table.c.duration_max_ms, new.duration_max_ms)
-        session.execute(stmt.on_duplicate_key_update(updates), rows)
-        return
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt_pg = pg_insert(table)
-        excluded = stmt_pg.excluded
-        stmt_any: Any = stmt_pg
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt_any = sqlite_insert(table)
-        excluded = stmt_any.excluded
-    updates = {c: table.c[c] + excluded[c] for c in counters}
-    updates["duration_max_ms"] = _greatest(table.c.duration_max_ms, excluded.duration_max_ms)
-    session.execute(
-        stmt_any.on_conflict_do_update(index_elements=["rule_id", "bucket"], set_=updates), rows
-    )
-
-
-def _greatest(a: Any, b: Any) -> Any:
-    from sqlalchemy import case
-
-    return case((a >= b, a), else_=b)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from rulewatch.db import lock_for_update
 from rulewatch.models import Rule
 
 MAX_CHECK_S = 120.0
@@ -36,8 +37,8 @@ def claim_due_rules(session: Session, now: datetime, limit: int, ttl_s: float) -
     after claiming) with no verification recorded: a lost message is dispatched again.
     The conditional UPDATE re-checks that predicate, so two dispatchers racing over the
     same rows claim each one once. On PostgreSQL and MySQL the candidates are locked with
-    SKIP LOCKED, so racers take disjoint sets; on SQLite the claim is a single UPDATE,
-    whose write lock serialises racers.
+    SKIP LOCKED, so racers take disjoint sets; on SQLite the UPDATE's write lock serialises
+    racers, and its re-check leaves out the rows an earlier racer took.
     """
     claimable = (
         Rule.enabled.is_(True),
@@ -45,17 +46,13 @@ def claim_due_rules(session: Session, now: datetime, limit: int, ttl_s: float) -
         or_(Rule.claimed_until.is_(None), Rule.claimed_until < now),
     )
     candidates = select(Rule.id).where(*claimable).order_by(Rule.next_due_at).limit(limit)
-    if session.get_bind().dialect.name == "sqlite":
-        chosen = Rule.id.in_(candidates.scalar_subquery())
-    else:
-        ids = list(session.scalars(candidates.with_for_update(skip_locked=True)))
-        if not ids:
-            return []
-        chosen = Rule.id.in_(ids)
+    ids = list(session.scalars(lock_for_update(candidates, session, skip_locked=True)))
+    if not ids:
+        return []
     token = str(uuid.uuid4())
     session.execute(
         update(Rule)
-        .where(chosen, *claimable)
+        .where(Rule.id.in_(ids), *claimable)
         .values(claimed_until=now + timedelta(seconds=ttl_s), claim_token=token)
         .execution_options(synchronize_session=False)
     )

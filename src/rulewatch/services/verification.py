@@ -17,7 +17,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.config import AlertDefaults
-from rulewatch.db import transaction
+from rulewatch.db import lock_for_update, transaction
 from rulewatch.domain.conditions import (
     Condition,
     ConditionOutcome,
@@ -337,9 +337,7 @@ def _lock_rules(
         .where(Rule.id.in_(rule_ids))
         .order_by(Rule.id)
     )
-    if session.get_bind().dialect.name != "sqlite":  # SQLite's first write serialises anyway
-        query = query.with_for_update()
-    rows = session.execute(query).all()
+    rows = session.execute(lock_for_update(query, session)).all()
     claims = {rid: (token, due) for rid, token, due, _, _ in rows}
     return claims, {rid: (alert, state) for rid, _, _, alert, state in rows}
 
