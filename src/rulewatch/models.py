@@ -196,12 +196,14 @@ class DataSource(Base):
 
 
 class Notification(Base):
-    """One email to send, written before it is sent (the outbox); claimed by one sender."""
+    """One message to send, written before it is sent (the outbox); claimed by one sender."""
 
     __tablename__ = "notifications"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     rule_id: Mapped[int | None] = mapped_column(ForeignKey("rules.id", ondelete="SET NULL"))
+    # the transport that sends it (rulewatch.notifiers.TRANSPORTS): email ...
+    channel: Mapped[str] = mapped_column(String(32), default="email", server_default="email")
     kind: Mapped[str] = mapped_column(String(16))  # firing | resolved | reminder | digest ...
     recipients: Mapped[list[Any]]
     subject: Mapped[str] = mapped_column(String(300))
@@ -215,7 +217,7 @@ class Notification(Base):
     claimed_until: Mapped[datetime | None]
     # who holds the claim: a sender claims a whole group under one token
     claim_token: Mapped[str | None] = mapped_column(String(36), index=True)
-    # alerts of one verify_all_rules tick, one kind, one recipient go out as one email
+    # rows of one channel and key go out as one message (the transport's group_key)
     group_key: Mapped[str | None] = mapped_column(String(400))
     details: Mapped[dict[str, Any] | None]  # what the email says, to list it in a group email
 

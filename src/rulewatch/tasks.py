@@ -17,9 +17,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from rulewatch.celery_app import priority
 from rulewatch.db import transaction
 from rulewatch.models import Rule, utcnow
+from rulewatch.notifiers import TransientSendError
 from rulewatch.runtime import Runtime
 from rulewatch.services import notifications
-from rulewatch.services.notifications import TransientSendError
 from rulewatch.services.reports import render_stability_html
 from rulewatch.services.retention import prune_history
 from rulewatch.services.scheduling import MAX_CHECK_S, Claim, claim_due_rules
@@ -164,10 +164,10 @@ def get_stable_rates_html(window: str = "24h", tag: str | None = None) -> str:
     retry_backoff=5, retry_backoff_max=600, retry_jitter=True, max_retries=MAX_SEND_RETRIES,
 )  # fmt: skip
 def send_notification(self: Task[Any, Any], notification_id: int) -> str:
-    """Send one outbox row over SMTP; transient failures retry with exponential backoff."""
+    """Send one outbox row over its channel; transient failures retry with exponential backoff."""
     rt = runtime()
     try:
-        return notifications.send(rt.factory, rt.settings.smtp, notification_id)
+        return notifications.send(rt.factory, rt.settings, notification_id)
     except TransientSendError as exc:
         if self.request.retries >= MAX_SEND_RETRIES:
             return notifications.give_up(rt.factory, notification_id, str(exc))

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from rulewatch.config import AlertDefaults
 from rulewatch.domain.incidents import AlertPolicy, Event, IncidentState, close, step
 from rulewatch.models import Incident, Notification, Rule, Verification, utcnow
+from rulewatch.notifiers import TRANSPORTS
 from rulewatch.services.reports import report_environment
 
 
@@ -56,8 +57,8 @@ def record_alerts(
 
     Runs in a maintenance window leave the state as it was: a failure during planned work
     neither opens, reminds nor resolves, and counting resumes where it stood afterwards.
-    Alerts of a scheduled tick get one row per recipient, keyed so the sender can merge
-    the tick's alerts for that recipient into one email.
+    Alerts of a scheduled tick get one row per recipient, keyed by the email transport so
+    the sender can merge the tick's alerts for that recipient into one email.
     """
     table: Table = Rule.__table__  # type: ignore[assignment]
     states, rows = [], []
@@ -75,9 +76,10 @@ def record_alerts(
             if outcome.tick is None:
                 rows.append(_notification(outcome, event, recipients, base_url))
             else:
+                group = TRANSPORTS["email"].group_key
                 rows += [
                     _notification(
-                        outcome, event, [to], base_url, f"{event.kind}:{outcome.tick}:{to}"
+                        outcome, event, [to], base_url, group(event.kind, outcome.tick, to)
                     )
                     for to in dict.fromkeys(recipients)
                 ]
@@ -198,6 +200,7 @@ def _notification(
     env = report_environment()
     return {
         "rule_id": outcome.rule_id,
+        "channel": "email",
         "kind": event.kind,
         "recipients": recipients,
         "subject": f"[{headline}] {outcome.rule_name}",

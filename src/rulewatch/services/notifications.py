@@ -1,37 +1,36 @@
-"""The outbox: a notification row is claimed by one sender, sent over SMTP, and marked.
+"""The outbox: a notification row is claimed by one sender, sent by its channel's
+transport (`rulewatch.notifiers`), and marked.
 
 Rows are written in the same transaction as whatever caused them, so nothing is lost; a
 claim (a conditional UPDATE with a lease) keeps two workers from sending one row at once.
-A sender that dies mid-send leaves its lease to expire and the row is sent again, with the
-same Message-ID, so mail clients can drop the rare duplicate: SMTP itself is at least once.
+A sender that dies mid-send leaves its lease to expire and the row is sent again: delivery
+is at least once, and each transport lets its receiver recognise a resend (email keeps the
+Message-ID).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import smtplib
-import ssl
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from rulewatch.config import SmtpSettings
 from rulewatch.db import lock_for_update, transaction
 from rulewatch.models import Notification, utcnow
-from rulewatch.services.reports import report_environment
+from rulewatch.notifiers import (
+    NotConfigured,
+    PermanentSendError,
+    TransientSendError,
+    Transport,
+    TransportConfig,
+    transport_for,
+)
 
 log = logging.getLogger(__name__)
-
-
-class TransientSendError(Exception):
-    """SMTP could not take the message now (unreachable, 4xx); worth trying again later."""
 
 
 def _claimable(now: datetime) -> Any:
@@ -47,17 +46,13 @@ def claim(
 ) -> str | None:
     """Take the row, and the unsent rows of its group, for sending; return the claim token.
 
-    Rows of one group (one tick's alerts of one kind for one recipient) are claimed under
-    one token and sent as one email. None when the row is sent, failed, or held by another.
+    Rows of one group (same channel and group key, e.g. one tick's alerts of one kind for
+    one email recipient) are claimed under one token and sent as one message. None when
+    the row is sent, failed, or held by another.
     The group's senders start together: the rows are locked in id order with SKIP LOCKED
     (PostgreSQL, MySQL), so one takes the group and the others step aside, never deadlock.
     """
-    group_key = session.scalar(
-        select(Notification.group_key).where(Notification.id == notification_id)
-    )
-    mine = Notification.id == notification_id
-    if group_key is not None:
-        mine = or_(mine, Notification.group_key == group_key)
+    mine = _with_group(session, notification_id)
     candidates = select(Notification.id).where(mine, _claimable(now)).order_by(Notification.id)
     ids = list(session.scalars(lock_for_update(candidates, session, skip_locked=True)))
     if notification_id not in ids:
@@ -77,11 +72,32 @@ def claim(
     return token if getattr(result, "rowcount", 0) else None
 
 
-def send(factory: sessionmaker[Session], smtp: SmtpSettings, notification_id: int) -> str:
-    """Send one outbox row (with its group); returns the final status, or raises
-    TransientSendError after putting the rows back to pending."""
+def _with_group(session: Session, notification_id: int) -> Any:
+    """The row, and the rows its transport sends with it: same channel, same group key."""
+    row = session.execute(
+        select(Notification.channel, Notification.group_key).where(
+            Notification.id == notification_id
+        )
+    ).first()
+    mine = Notification.id == notification_id
+    if row is None or row.group_key is None:
+        return mine
+    return or_(
+        mine, (Notification.channel == row.channel) & (Notification.group_key == row.group_key)
+    )
+
+
+def send(factory: sessionmaker[Session], config: TransportConfig, notification_id: int) -> str:
+    """Send one outbox row (with its group) over its channel; returns the final status, or
+    raises TransientSendError after putting the rows back to pending."""
     with transaction(factory) as session:
-        token = claim(session, notification_id, utcnow(), smtp.lease_s)
+        channel = session.scalar(
+            select(Notification.channel).where(Notification.id == notification_id)
+        )
+        if channel is None:
+            return "missing"
+        transport = transport_for(channel)
+        token = claim(session, notification_id, utcnow(), transport.lease_s(config))
         if token is None:
             status = session.scalar(
                 select(Notification.status).where(Notification.id == notification_id)
@@ -94,18 +110,24 @@ def send(factory: sessionmaker[Session], smtp: SmtpSettings, notification_id: in
                 .order_by(Notification.id)
             )
         )
-        message = build_message(rows, smtp.sender)
-    if not smtp.host:
-        reason = "not sent: no SMTP server configured (set RULEWATCH_SMTP_HOST)"
-        log.warning("notifications %s %s", [r.id for r in rows], reason)
-        return _finish(factory, token, "unsent", reason)
+    return _send_claimed(factory, token, transport, rows, config)
+
+
+def _send_claimed(
+    factory: sessionmaker[Session], token: str, transport: Transport,
+    rows: Sequence[Notification], config: TransportConfig,
+) -> str:  # fmt: skip
+    """Hand the claimed rows to the transport and record its answer under the claim."""
     try:
-        deliver(message, smtp)
+        transport.send(rows, config)
+    except NotConfigured as exc:
+        log.warning("notifications %s %s", [r.id for r in rows], exc)
+        return _finish(factory, token, "unsent", str(exc))
     except TransientSendError as exc:
         _finish(factory, token, "pending", str(exc))
         raise
-    except (smtplib.SMTPException, ValueError) as exc:
-        return _finish(factory, token, "failed", f"SMTP refused it: {exc}")
+    except PermanentSendError as exc:
+        return _finish(factory, token, "failed", str(exc))
     return _finish(factory, token, "sent", None)
 
 
@@ -141,100 +163,14 @@ def due_for_relay(session: Session, now: datetime, limit: int = 500) -> list[int
 def give_up(factory: sessionmaker[Session], notification_id: int, reason: str) -> str:
     """Mark a row, and the unsent rows of its group, failed after its last retry."""
     with transaction(factory) as session:
-        group_key = session.scalar(
-            select(Notification.group_key).where(Notification.id == notification_id)
-        )
-        same = Notification.id == notification_id
-        if group_key is not None:
-            same = or_(same, Notification.group_key == group_key)
         session.execute(
             update(Notification)
-            .where(same, _claimable(utcnow()))
+            .where(_with_group(session, notification_id), _claimable(utcnow()))
             .values(status="failed", last_error=f"gave up after retries: {reason}",
                     claimed_until=None, claim_token=None)
             .execution_options(synchronize_session=False)
         )  # fmt: skip
     return "failed"
-
-
-def build_message(rows: Sequence[Notification], sender: str) -> EmailMessage:
-    """A multipart (text and HTML) message for one row, or one listing a group's rows.
-
-    The Message-ID is fixed by the rows' ids, so a resend after a crash can be
-    recognised as the same message by mail clients.
-    """
-    first = rows[0]
-    if len(rows) == 1 or any(r.details is None for r in rows):
-        subject, text, html = first.subject, first.body_text, first.body_html
-    else:
-        subject, text, html = render_group(rows)
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = ", ".join(first.recipients)
-    message["Subject"] = subject
-    address = parseaddr(sender)[1]  # "rulewatch <rw@example.com>" -> rw@example.com
-    domain = address.rsplit("@", 1)[-1] if "@" in address else "rulewatch.invalid"
-    # the same rows give the same id (a resend after a crash); other rows, another id
-    ids = "-".join(str(r.id) for r in sorted(rows, key=lambda r: r.id))
-    idstring = f"rulewatch-notification-{ids if len(ids) <= 40 else _digest(ids)}"
-    message["Message-ID"] = f"<{idstring}@{domain}>"  # not make_msgid: it adds time and chance
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
-    return message
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def render_group(rows: Sequence[Notification]) -> tuple[str, str, str]:
-    """Subject, text and HTML of one email that lists the alerts of several rules."""
-    alerts = [row.details or {} for row in rows]
-    headline = alerts[0].get("headline", rows[0].kind.upper())
-    names = [str(a.get("rule_name")) for a in alerts]
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    subject = f"[{headline}] {len(rows)} rules: {shown}"
-    context = {"headline": headline, "kind": rows[0].kind, "alerts": alerts, "count": len(rows)}
-    env = report_environment()
-    return (
-        subject,
-        env.get_template("email/group.txt").render(context),
-        env.get_template("email/group.html").render(context),
-    )
-
-
-def deliver(message: EmailMessage, smtp: SmtpSettings) -> None:
-    """Hand the message to the SMTP server; transient trouble raises TransientSendError."""
-    try:
-        with _connect(smtp) as client:
-            if smtp.starttls and not smtp.ssl:
-                client.starttls(context=ssl.create_default_context())
-            if smtp.username:
-                client.login(smtp.username, smtp.password)
-            client.send_message(message)
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = [code for code, _ in exc.recipients.values()]
-        if all(400 <= code < 500 for code in codes):
-            raise TransientSendError(f"recipients deferred: {exc.recipients!r}") from exc
-        raise
-    except smtplib.SMTPResponseException as exc:
-        if 400 <= exc.smtp_code < 500:
-            raise TransientSendError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
-        raise
-    except smtplib.SMTPServerDisconnected as exc:
-        raise TransientSendError(f"SMTP server {smtp.host}:{smtp.port} hung up: {exc}") from exc
-    except smtplib.SMTPException:
-        raise  # permanent: the server said no (smtplib's errors are OSErrors too)
-    except OSError as exc:
-        where = f"{smtp.host}:{smtp.port}"
-        raise TransientSendError(f"SMTP server {where} unreachable: {exc}") from exc
-
-
-def _connect(smtp: SmtpSettings) -> Any:
-    if smtp.ssl:
-        context = ssl.create_default_context()
-        return smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout_s, context=context)
-    return smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s)
 
 
 def _finish(factory: sessionmaker[Session], token: str, status: str, error: str | None) -> str:
@@ -285,7 +221,8 @@ def notification_to_dict(n: Notification) -> dict[str, Any]:
 def add_digest(session: Session, html: str, emails: Sequence[str], window: str) -> int:
     """An outbox row carrying the stability report as a digest email."""
     row = Notification(
-        kind="digest", recipients=list(emails), subject=f"rulewatch stability, last {window}",
+        channel="email", kind="digest", recipients=list(emails),
+        subject=f"rulewatch stability, last {window}",
         body_text=f"The rulewatch stability report for the last {window} is attached as HTML.",
         body_html=html, status="pending", attempts=0,
     )  # fmt: skip
