@@ -186,7 +186,7 @@ def rules_export(out: str) -> None:
 def verify(rule: str) -> None:
     """Verify RULE (name or id) now, in this process, and print the verification."""
     from rulewatch.services.rules import RuleNotFound, get_rule
-    from rulewatch.services.verification import Alerting, Job, _do_verify
+    from rulewatch.services.verification import Alerting, Job, verify_one
 
     rt = _rt(_app())
     with rt.factory() as session:
@@ -196,7 +196,7 @@ def verify(rule: str) -> None:
             raise click.ClickException(str(exc)) from None
     # outbox rows it writes are sent by the workers (beat relays pending rows every tick)
     alerting = Alerting(rt.settings.alerts, rt.settings.base_url)
-    result = _do_verify(rt.factory, Job(rule_id, str(uuid.uuid4())), rt.probe_context(), alerting)
+    result = verify_one(rt.factory, Job(rule_id, str(uuid.uuid4())), rt.probe_context(), alerting)
     click.echo(json.dumps(result, indent=2))
     sys.exit(0 if result["status"] == "pass" else 1)
 

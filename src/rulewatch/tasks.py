@@ -24,7 +24,7 @@ from rulewatch.services.reports import render_stability_html
 from rulewatch.services.retention import prune_history
 from rulewatch.services.scheduling import MAX_CHECK_S, Claim, claim_due_rules
 from rulewatch.services.stability import stability_report
-from rulewatch.services.verification import Alerting, Job, _do_verify, verify_draft, verify_jobs
+from rulewatch.services.verification import Alerting, Job, verify_draft, verify_jobs, verify_one
 
 # database or broker trouble is retried; a target that is down is a result, never an exception
 INFRA_ERRORS = (OperationalError, InterfaceError, BrokerError, ConnectionError)
@@ -56,7 +56,7 @@ def verify(
     """Verify one rule now (manual) or for one claimed due time of a beat tick (scheduled)."""
     rt = runtime()
     job = Job(rule_id, verification_id or str(uuid.uuid4()), _parse_time(due), tick)
-    return _do_verify(rt.factory, job, rt.probe_context(), alerting(rt))
+    return verify_one(rt.factory, job, rt.probe_context(), alerting(rt))
 
 
 @_task("rulewatch.verify_batch")

@@ -13,7 +13,7 @@ from datetime import timedelta
 from flask import Flask
 
 from rulewatch.models import utcnow
-from rulewatch.services.verification import Alerting, Job, _do_verify
+from rulewatch.services.verification import Alerting, Job, verify_one
 from tests.targets import Target, http_rule
 
 POLICY = {"emails": ["ops@example.com"], "failure_threshold": 1, "success_threshold": 1}
@@ -70,4 +70,4 @@ def make_sample(app: Flask) -> Sample:
 def _verify(app: Flask, rule_id: int) -> None:
     runtime = app.extensions["rulewatch"]
     alerting = Alerting(runtime.settings.alerts, "http://x")
-    _do_verify(runtime.factory, Job(rule_id, str(uuid.uuid4())), runtime.probe_context(), alerting)
+    verify_one(runtime.factory, Job(rule_id, str(uuid.uuid4())), runtime.probe_context(), alerting)

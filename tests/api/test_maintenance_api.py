@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from rulewatch.models import utcnow
-from rulewatch.services.verification import Alerting, Job, _do_verify
+from rulewatch.services.verification import Alerting, Job, verify_one
 from tests.targets import Target, http_rule
 
 POLICY = {"emails": ["ops@example.com"], "failure_threshold": 1, "success_threshold": 1}
@@ -32,7 +32,7 @@ def _verify(app: Flask, rule_id: int) -> dict[str, Any]:
     runtime = app.extensions["rulewatch"]
     alerting = Alerting(runtime.settings.alerts, "http://x")
     job = Job(rule_id, str(uuid.uuid4()))
-    return _do_verify(runtime.factory, job, runtime.probe_context(), alerting)
+    return verify_one(runtime.factory, job, runtime.probe_context(), alerting)
 
 
 def _kinds(app: Flask) -> list[str]:

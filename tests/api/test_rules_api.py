@@ -219,10 +219,10 @@ def test_it_lists_notifications_with_the_reason_they_were_not_sent(app: Flask) -
                                                    "failure_threshold": 1})  # fmt: skip
     rule_id = _create(app, rule).get_json()["id"]
     runtime = app.extensions["rulewatch"]
-    from rulewatch.services.verification import Alerting, Job, _do_verify
+    from rulewatch.services.verification import Alerting, Job, verify_one
 
     alerting = Alerting(runtime.settings.alerts, "http://x")
-    _do_verify(runtime.factory, Job(rule_id, "00000000-0000-4000-8000-000000000001"),
+    verify_one(runtime.factory, Job(rule_id, "00000000-0000-4000-8000-000000000001"),
                runtime.probe_context(), alerting)  # fmt: skip
     [row] = app.test_client().get("/api/v1/notifications").get_json()["notifications"]
     assert (row["kind"], row["status"], row["rule_id"]) == ("firing", "pending", rule_id)
@@ -235,14 +235,14 @@ def test_it_lists_notifications_with_the_reason_they_were_not_sent(app: Flask) -
 
 
 def _firing_rule(app: Flask, name: str) -> int:
-    from rulewatch.services.verification import Alerting, Job, _do_verify
+    from rulewatch.services.verification import Alerting, Job, verify_one
 
     rule = http_rule("http://127.0.0.1:9/", name=name,
                      alert={"emails": ["ops@example.com"], "failure_threshold": 1})  # fmt: skip
     rule_id: int = _create(app, rule).get_json()["id"]
     runtime = app.extensions["rulewatch"]
     alerting = Alerting(runtime.settings.alerts, "http://x")
-    _do_verify(runtime.factory, Job(rule_id, str(uuid.uuid4())), runtime.probe_context(), alerting)
+    verify_one(runtime.factory, Job(rule_id, str(uuid.uuid4())), runtime.probe_context(), alerting)
     return rule_id
 
 

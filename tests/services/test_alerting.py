@@ -15,7 +15,7 @@ from rulewatch.models import Notification, utcnow
 from rulewatch.probes import ProbeContext
 from rulewatch.services.notifications import send
 from rulewatch.services.rules import create_rule
-from rulewatch.services.verification import Alerting, Job, _do_verify
+from rulewatch.services.verification import Alerting, Job, verify_one
 from tests.smtp_server import Inbox
 from tests.targets import Target, http_rule
 
@@ -35,7 +35,7 @@ def _alerting(factory: sessionmaker[Session], port: int, **defaults: Any) -> Ale
 
 def _verify(factory: sessionmaker[Session], rule_id: int, alerting: Alerting, times: int) -> None:
     for _ in range(times):
-        _do_verify(factory, Job(rule_id, str(uuid.uuid4())), CTX, alerting)
+        verify_one(factory, Job(rule_id, str(uuid.uuid4())), CTX, alerting)
 
 
 def _parts(message: Any) -> dict[str, str]:

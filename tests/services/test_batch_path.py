@@ -17,7 +17,7 @@ from rulewatch.db import transaction
 from rulewatch.models import HourlyRollup, Rule, Verification, utcnow
 from rulewatch.probes import ProbeContext
 from rulewatch.services.rules import create_rule
-from rulewatch.services.verification import Job, _do_verify, verify_jobs
+from rulewatch.services.verification import Job, verify_jobs, verify_one
 from tests.targets import Target, http_rule
 
 CTX = ProbeContext(datasources={})
@@ -77,7 +77,7 @@ def test_it_records_the_same_through_the_batch_and_the_single_path(
         for status in (200, 500):
             target.status = status
             outcomes["single"] += [
-                _do_verify(factory, Job(rid, str(uuid.uuid4())), CTX) for rid in single_ids
+                verify_one(factory, Job(rid, str(uuid.uuid4())), CTX) for rid in single_ids
             ]
             outcomes["batch"] += verify_jobs(
                 factory, [Job(rid, str(uuid.uuid4())) for rid in batch_ids], CTX

@@ -26,7 +26,7 @@ from rulewatch.services.datasources import (
     usable_datasources,
 )
 from rulewatch.services.rules import create_rule
-from rulewatch.services.verification import Job, _do_verify
+from rulewatch.services.verification import Job, verify_one
 
 CIPHER = DsnCipher.from_secret_keys("k" * 40)
 OTHER = DsnCipher.from_secret_keys("o" * 40)
@@ -217,6 +217,6 @@ def test_an_undecryptable_data_source_faults_its_rules_without_a_crash(
     assert faults["warehouse"].startswith(expected)
     assert info.problem is not None and info.problem.startswith(expected)
     ctx = ProbeContext(datasources=dsns, datasource_faults=faults)
-    result = _do_verify(factory, Job(rule_id, str(uuid.uuid4())), ctx)
+    result = verify_one(factory, Job(rule_id, str(uuid.uuid4())), ctx)
     assert result["status"] == "error"
     assert result["error"].startswith(expected)

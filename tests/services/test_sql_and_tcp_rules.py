@@ -18,7 +18,7 @@ from rulewatch.probes import ProbeContext
 from rulewatch.probes.sql_sessions import dispose_engines
 from rulewatch.services.rules import create_rule
 from rulewatch.services.stability import stability_report
-from rulewatch.services.verification import Job, _do_verify, verify_jobs
+from rulewatch.services.verification import Job, verify_jobs, verify_one
 from tests.conftest import drop_database, fresh_database
 
 NO_SOURCES = ProbeContext(datasources={})
@@ -90,7 +90,7 @@ def _rule(factory: sessionmaker[Session], data: dict[str, Any]) -> int:
 
 
 def _verify(factory: sessionmaker[Session], rule_id: int, ctx: ProbeContext) -> dict[str, Any]:
-    return _do_verify(factory, Job(rule_id, str(uuid.uuid4())), ctx)
+    return verify_one(factory, Job(rule_id, str(uuid.uuid4())), ctx)
 
 
 def _resolved(result: dict[str, Any]) -> list[str]:

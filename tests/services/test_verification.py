@@ -1,4 +1,4 @@
-"""_do_verify and the batch path against a real HTTP target and real databases."""
+"""verify_one and the batch path against a real HTTP target and real databases."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from rulewatch.probes import ProbeContext
 from rulewatch.services.rules import create_rule
 from rulewatch.services.scheduling import claim_due_rules
 from rulewatch.services.stability import stability_report
-from rulewatch.services.verification import Job, _do_verify, verify_jobs
+from rulewatch.services.verification import Job, verify_jobs, verify_one
 from tests.targets import Target, http_rule
 
 CTX = ProbeContext(datasources={})
@@ -33,7 +33,7 @@ def test_it_records_a_passing_verification_with_resolved_conditions(
 ) -> None:
     with Target() as target:
         rule_id = _rule(factory, target.url)
-        result = _do_verify(factory, Job(rule_id, str(uuid.uuid4())), CTX)
+        result = verify_one(factory, Job(rule_id, str(uuid.uuid4())), CTX)
     assert result["status"] == "pass"
     assert result["conditions"][0] == {
         "condition": "[STATUS] == 200", "resolved": "[STATUS] (200) == 200", "ok": True,
@@ -52,7 +52,7 @@ def test_it_records_a_failing_target_as_fail_with_the_value_seen(
         target.status = 500
         target.body = {"status": "DOWN"}
         rule_id = _rule(factory, target.url)
-        result = _do_verify(factory, Job(rule_id, str(uuid.uuid4())), CTX)
+        result = verify_one(factory, Job(rule_id, str(uuid.uuid4())), CTX)
     assert result["status"] == "fail"
     resolved = [c["resolved"] for c in result["conditions"]]
     assert "[STATUS] (500) == 200" in resolved
@@ -61,7 +61,7 @@ def test_it_records_a_failing_target_as_fail_with_the_value_seen(
 
 def test_it_records_an_unreachable_target_as_fail(factory: sessionmaker[Session]) -> None:
     rule_id = _rule(factory, "http://127.0.0.1:9/health")
-    result = _do_verify(factory, Job(rule_id, str(uuid.uuid4())), CTX)
+    result = verify_one(factory, Job(rule_id, str(uuid.uuid4())), CTX)
     assert result["status"] == "fail"
     assert result["error"]
 
@@ -72,8 +72,8 @@ def test_it_does_not_record_the_same_verification_id_twice(
     with Target() as target:
         rule_id = _rule(factory, target.url)
         job = Job(rule_id, str(uuid.uuid4()))
-        first = _do_verify(factory, job, CTX)
-        second = _do_verify(factory, job, CTX)
+        first = verify_one(factory, job, CTX)
+        second = verify_one(factory, job, CTX)
         assert target.hits == 1
     assert second["id"] == first["id"]
     with factory() as session:
@@ -91,7 +91,7 @@ def test_it_advances_the_due_time_without_drift_and_releases_the_claim(
             session.execute(update(Rule).values(next_due_at=due))
         with transaction(factory) as session:
             [claim] = claim_due_rules(session, utcnow(), limit=10, ttl_s=60)
-        result = _do_verify(factory, Job(rule_id, claim.verification_id, claim.due), CTX)
+        result = verify_one(factory, Job(rule_id, claim.verification_id, claim.due), CTX)
     assert result["status"] == "pass"
     with factory() as session:
         rule = session.get(Rule, rule_id)
@@ -109,8 +109,8 @@ def test_it_skips_a_superseded_claim_without_probing(factory: sessionmaker[Sessi
             [lost] = claim_due_rules(session, utcnow(), limit=10, ttl_s=1)
         with transaction(factory) as session:
             [again] = claim_due_rules(session, utcnow() + timedelta(minutes=5), 10, 1)
-        stale = _do_verify(factory, Job(rule_id, lost.verification_id, lost.due), CTX)
-        fresh = _do_verify(factory, Job(rule_id, again.verification_id, again.due), CTX)
+        stale = verify_one(factory, Job(rule_id, lost.verification_id, lost.due), CTX)
+        fresh = verify_one(factory, Job(rule_id, again.verification_id, again.due), CTX)
         assert target.hits == 1
     assert "superseded" in stale["skipped"]
     assert fresh["status"] == "pass"
@@ -157,14 +157,14 @@ def test_it_records_nothing_for_a_run_whose_claim_was_taken_while_it_probed(
             [slow] = claim_due_rules(session, utcnow(), limit=10, ttl_s=1)
         target.delay_s = 1.0
         thread, out = _in_thread(
-            lambda: _do_verify(factory, Job(rule_id, slow.verification_id, slow.due), CTX)
+            lambda: verify_one(factory, Job(rule_id, slow.verification_id, slow.due), CTX)
         )
         time.sleep(0.3)  # the slow run is probing; its claim expires and is taken again
         with transaction(factory) as session:
             [again] = claim_due_rules(session, utcnow() + timedelta(seconds=5), 10, ttl_s=60)
         thread.join()
         target.delay_s = 0.0
-        fresh = _do_verify(factory, Job(rule_id, again.verification_id, again.due), CTX)
+        fresh = verify_one(factory, Job(rule_id, again.verification_id, again.due), CTX)
     assert "superseded while probing" in out[0]["skipped"]
     assert fresh["status"] == "pass"
     with factory() as session:
@@ -175,7 +175,7 @@ def test_it_skips_a_rule_deleted_while_it_was_probed(factory: sessionmaker[Sessi
     with Target() as target:
         rule_id = _rule(factory, target.url)
         target.delay_s = 0.8
-        thread, out = _in_thread(lambda: _do_verify(factory, Job(rule_id, str(uuid.uuid4())), CTX))
+        thread, out = _in_thread(lambda: verify_one(factory, Job(rule_id, str(uuid.uuid4())), CTX))
         time.sleep(0.3)
         with transaction(factory) as session:
             session.delete(session.get(Rule, rule_id))

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 
 from rulewatch.db import transaction
 from rulewatch.models import Rule
-from rulewatch.services.verification import Job, _do_verify
+from rulewatch.services.verification import Job, verify_one
 from tests.auth import token_for
 from tests.targets import Target, http_rule
 from tests.web.page_forms import csrf_token, row_ids, text_of
@@ -42,7 +42,7 @@ def _add(app: Flask, name: str, status: str | None = None, **extra: object) -> i
 
 def _verify(app: Flask, rule_id: int) -> None:
     rt = app.extensions["rulewatch"]
-    _do_verify(rt.factory, Job(rule_id, str(uuid.uuid4())), rt.probe_context())
+    verify_one(rt.factory, Job(rule_id, str(uuid.uuid4())), rt.probe_context())
 
 
 def test_it_shows_an_empty_state_with_create_and_import_buttons(app: Flask) -> None:

@@ -1,4 +1,5 @@
-"""One event loop and one keep-alive HTTP session per worker thread, reused by every batch.
+"""Probing a batch: every target at once, on one event loop and one keep-alive HTTP session
+per worker thread, with a thread pool for the batch's SQL queries.
 
 A fresh loop and session per batch would open a new connection for every request; keeping
 them lets consecutive batches reuse kept-alive connections to the same targets.
@@ -10,13 +11,71 @@ import asyncio
 import atexit
 import os
 import threading
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import aiohttp
 
+from rulewatch.domain.observation import Observation
+from rulewatch.probes import ProbeContext, run_probe
+
 T = TypeVar("T")
 _local = threading.local()
+MAX_SQL_THREADS = 64
+
+
+@dataclass(frozen=True)
+class ProbeCall:
+    """One target to probe; a ``fault`` known beforehand is observed instead of probing."""
+
+    kind: str
+    target: Mapping[str, Any]
+    fault: str | None = None
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What one probe saw, and when."""
+
+    started_at: datetime
+    duration_ms: float
+    observation: Observation
+
+
+def probe_all(calls: Sequence[ProbeCall], ctx: ProbeContext) -> list[Seen]:
+    """Probe every call concurrently on this thread's runner; results in the calls' order."""
+    return probe_runner().run(lambda http: _probe_all(calls, ctx, http))
+
+
+async def _probe_all(
+    calls: Sequence[ProbeCall], ctx: ProbeContext, http: aiohttp.ClientSession
+) -> list[Seen]:
+    sql_count = sum(1 for call in calls if call.kind == "sql")
+    executor = ThreadPoolExecutor(min(MAX_SQL_THREADS, sql_count)) if sql_count else None
+    shared = replace(ctx, http_session=http, sql_executor=executor)
+    try:
+        return list(await asyncio.gather(*(_probe_one(call, shared) for call in calls)))
+    finally:
+        if executor is not None:  # queries are bounded by their own statement timeout
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _probe_one(call: ProbeCall, ctx: ProbeContext) -> Seen:
+    started_at = datetime.now(UTC)
+    t0 = time.perf_counter()
+    try:
+        observation = (
+            Observation(connected=False, fault=call.fault)
+            if call.fault
+            else await run_probe(call.kind, call.target, ctx)
+        )
+    except Exception as exc:  # a probe bug is rulewatch's fault, recorded as an error
+        observation = Observation(connected=False, fault=f"probe crashed: {exc!r}")
+    return Seen(started_at, (time.perf_counter() - t0) * 1000, observation)
 
 
 class ProbeRunner:

@@ -1,35 +1,26 @@
-"""Running verifications: probe, judge, and record, in one transaction per batch."""
+"""Running verifications: prepare, probe (the probe runner), judge (the domain), and record,
+in one transaction per batch."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-import aiohttp
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.config import AlertDefaults
 from rulewatch.db import lock_for_update, transaction
-from rulewatch.domain.conditions import (
-    Condition,
-    ConditionOutcome,
-    evaluate_all,
-    judge,
-    parse_condition,
-)
+from rulewatch.domain.conditions import Condition, parse_condition
+from rulewatch.domain.judging import judged, needs_history, with_history
 from rulewatch.domain.observation import Observation
-from rulewatch.domain.schedule import Schedule, next_due
+from rulewatch.domain.schedule import Schedule, lateness_s, next_due
 from rulewatch.models import Rule, Verification, utcnow
-from rulewatch.probes import ProbeContext, run_probe
-from rulewatch.probes.runner import probe_runner
+from rulewatch.probes import ProbeContext
+from rulewatch.probes.runner import ProbeCall, Seen, probe_all
 from rulewatch.schemas import validate_rule
 from rulewatch.services.alerts import Outcome, record_alerts
 from rulewatch.services.maintenance import maintenance_of
@@ -37,7 +28,6 @@ from rulewatch.services.rollups import Sample, add_samples
 from rulewatch.services.scheduling import verification_id_for
 
 HISTORY_SIZE = 10
-HISTORY_PLACEHOLDERS = frozenset({"PREVIOUS_VALUE", "CHANGE_PERCENT"})
 
 
 @dataclass(frozen=True)
@@ -54,16 +44,22 @@ class Job:
         """Why the verification runs: ``schedule`` or ``manual``."""
         return "manual" if self.due is None else "schedule"
 
+    def holds_claim(self, claim_token: str | None, next_due_at: datetime) -> bool:
+        """True for a manual run, or for the scheduled run the rule's current claim dispatched."""
+        return self.due is None or (
+            claim_token is not None
+            and next_due_at == self.due
+            and verification_id_for(claim_token, self.rule_id) == self.verification_id
+        )
+
 
 @dataclass(frozen=True)
 class _Check:
-    """What probing and judging read: the target, the parsed conditions, their history."""
+    """What probing and judging read: the probe call, the parsed conditions, their history."""
 
-    kind: str
-    target: dict[str, Any]
+    call: ProbeCall
     conditions: list[Condition]
     history: list[Any]
-    fault: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,18 +71,9 @@ class _Prepared:
 
 
 @dataclass(frozen=True)
-class _Seen:
-    """What one probe saw, and when."""
-
-    started_at: datetime
-    duration_ms: float
-    observation: Observation
-
-
-@dataclass(frozen=True)
 class _Probed:
     prepared: _Prepared
-    seen: _Seen
+    seen: Seen
 
 
 @dataclass(frozen=True)
@@ -127,15 +114,15 @@ def verify_draft(spec: Mapping[str, Any], ctx: ProbeContext) -> dict[str, Any]:
     """Verify a draft rule once, as its first run would go, and record nothing."""
     draft = validate_rule(spec)
     check = _check(draft.kind, draft.target, draft.conditions, list)  # no history: none judged
-    [seen] = probe_runner().run(lambda http: _probe_all([check], ctx, http))
+    [seen] = probe_all([check.call], ctx)
     return {
         "started_at": seen.started_at.isoformat(),
         "duration_ms": round(seen.duration_ms, 3),
-        **_judged(check, seen.observation),
+        **judged(check.conditions, seen.observation),
     }
 
 
-def _do_verify(
+def verify_one(
     factory: sessionmaker[Session], job: Job, ctx: ProbeContext, alerting: Alerting | None = None
 ) -> dict[str, Any]:
     """Verify one rule: probe it, evaluate its conditions, and record the verification."""
@@ -160,7 +147,7 @@ def _prepare_all(
             skipped[job.verification_id] = verification_to_dict(done[job.verification_id], name)
         elif rule is None:
             skipped[job.verification_id] = _skipped(job, "rule no longer exists")
-        elif job.due is not None and not _claim_is_current(rule, job):
+        elif not job.holds_claim(rule.claim_token, rule.next_due_at):
             reason = "claim superseded: this run was re-dispatched or done"
             skipped[job.verification_id] = _skipped(job, reason)
         else:
@@ -206,21 +193,10 @@ def _check(
     try:
         conditions = [_parsed(text) for text in texts]
     except ValueError as exc:  # stored before a stricter parser: an error, not a crash
-        return _Check(kind, target, [], [], f"stored condition cannot be parsed: {exc}")
-    wants_history = any(c.placeholders & HISTORY_PLACEHOLDERS for c in conditions)
-    return _Check(kind, target, conditions, history() if wants_history else [])
-
-
-def _claim_is_current(rule: _RuleState, job: Job) -> bool:
-    return _holds_claim(job, rule.claim_token, rule.next_due_at)
-
-
-def _holds_claim(job: Job, claim_token: str | None, next_due_at: datetime) -> bool:
-    """True when ``job`` is the run the rule's current claim dispatched."""
-    return (
-        claim_token is not None
-        and next_due_at == job.due
-        and verification_id_for(claim_token, job.rule_id) == job.verification_id
+        fault = f"stored condition cannot be parsed: {exc}"
+        return _Check(ProbeCall(kind, target, fault), [], [])
+    return _Check(
+        ProbeCall(kind, target), conditions, history() if needs_history(conditions) else []
     )
 
 
@@ -235,52 +211,8 @@ def _history(session: Session, rule: _RuleState) -> list[Any]:
 
 
 def _probed(ready: Sequence[_Prepared], ctx: ProbeContext) -> list[_Probed]:
-    checks = [item.check for item in ready]
-    seen = probe_runner().run(lambda http: _probe_all(checks, ctx, http))
+    seen = probe_all([item.check.call for item in ready], ctx)
     return [_Probed(item, one) for item, one in zip(ready, seen, strict=True)]
-
-
-async def _probe_all(
-    checks: Sequence[_Check], ctx: ProbeContext, http: aiohttp.ClientSession
-) -> list[_Seen]:
-    sql_count = sum(1 for check in checks if check.kind == "sql")
-    executor = ThreadPoolExecutor(max_workers=min(64, sql_count)) if sql_count else None
-    shared = replace(ctx, http_session=http, sql_executor=executor)
-    try:
-        return list(await asyncio.gather(*(_probe_one(check, shared) for check in checks)))
-    finally:
-        if executor is not None:  # queries are bounded by their own statement timeout
-            executor.shutdown(wait=False, cancel_futures=True)
-
-
-async def _probe_one(check: _Check, ctx: ProbeContext) -> _Seen:
-    started_at = utcnow()
-    t0 = time.perf_counter()
-    try:
-        observation = (
-            Observation(connected=False, fault=check.fault)
-            if check.fault
-            else await run_probe(check.kind, check.target, ctx)
-        )
-    except Exception as exc:  # a probe bug is rulewatch's fault, recorded as an error
-        observation = Observation(connected=False, fault=f"probe crashed: {exc!r}")
-    duration_ms = (time.perf_counter() - t0) * 1000
-    return _Seen(started_at, duration_ms, _with_history(observation, check.history))
-
-
-def _with_history(observation: Observation, history: list[Any]) -> Observation:
-    if not history:
-        return observation
-    numbers = [n for n in (_decimal(v) for v in history) if n is not None]
-    average = float(sum(numbers) / len(numbers)) if numbers else None
-    return replace(observation, previous_value=history[0], recent_average=average)
-
-
-def _decimal(value: Any) -> Decimal | None:
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
 
 
 def _record_all(
@@ -299,7 +231,7 @@ def _record_all(
         job = item.prepared.job
         if job.rule_id not in claims:
             results[job.verification_id] = _skipped(job, "rule deleted while being verified")
-        elif job.due is not None and not _holds_claim(job, *claims[job.rule_id]):
+        elif not job.holds_claim(*claims[job.rule_id]):
             reason = "claim superseded while probing: another run records this due time"
             results[job.verification_id] = _skipped(job, reason)
         else:
@@ -350,27 +282,14 @@ def _verification_row(item: _Probed, in_maintenance: bool) -> dict[str, Any]:
         "scheduled_for": job.due,
         "started_at": seen.started_at,
         "duration_ms": round(seen.duration_ms, 3),
-        **_judged(item.prepared.check, seen.observation),
+        **_judgement(item.prepared.check, seen.observation),
         "trigger": job.trigger,
         "in_maintenance": in_maintenance,
     }
 
 
-def _judged(check: _Check, obs: Observation) -> dict[str, Any]:
-    """The status, each condition's outcome, what was measured, and the error to show."""
-    try:
-        outcomes = evaluate_all(check.conditions, obs)
-        status = judge(outcomes, obs)
-    except Exception as exc:  # an evaluator bug is recorded as this rule's error, not the batch's
-        outcomes, status = [], "error"
-        obs = replace(obs, fault=f"conditions could not be evaluated: {exc!r}")
-    error = None if status == "pass" else obs.fault or obs.failure or _first_reason(outcomes)
-    return {
-        "status": status,
-        "conditions": [_outcome_dict(o) for o in outcomes],
-        "measured": obs.measured(),
-        "error": error,
-    }
+def _judgement(check: _Check, observation: Observation) -> dict[str, Any]:
+    return judged(check.conditions, with_history(observation, check.history))
 
 
 def _advance(session: Session, recorded: Sequence[tuple[_Probed, dict[str, Any]]]) -> None:
@@ -403,22 +322,9 @@ def _advance(session: Session, recorded: Sequence[tuple[_Probed, dict[str, Any]]
 
 def _sample(v: Mapping[str, Any]) -> Sample:
     due = v["scheduled_for"]
-    lag_ms = None if due is None else max(0.0, (v["started_at"] - due).total_seconds() * 1000)
+    lag_ms = None if due is None else lateness_s(due, v["started_at"]) * 1000
     return Sample(
         v["rule_id"], v["started_at"], v["status"], v["duration_ms"], v["in_maintenance"], lag_ms
-    )
-
-
-def _outcome_dict(o: ConditionOutcome) -> dict[str, Any]:
-    out: dict[str, Any] = {"condition": o.condition, "resolved": o.resolved, "ok": o.ok}
-    if o.reason:
-        out["reason"] = o.reason
-    return out
-
-
-def _first_reason(outcomes: Sequence[ConditionOutcome]) -> str | None:
-    return next(
-        (o.reason or f"condition not met: {o.resolved}" for o in outcomes if not o.ok), None
     )
 
 
