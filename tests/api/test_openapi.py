@@ -12,7 +12,6 @@ from rulewatch.schemas import MaintenanceSpec, RuleSpec
 from rulewatch.web import openapi
 from rulewatch.web.api_models import NewToken, NewUser
 from rulewatch.web.openapi import api_routes, undocumented
-from tests.api.sample_data import make_sample
 
 DOCUMENT = "/api/v1/openapi.json"
 
@@ -148,38 +147,3 @@ def test_each_integer_parameter_has_the_limits_its_view_enforces(app: Flask) -> 
                 assert response.get_json()["error"]["errors"][0]["field"] == name
             checked += 1
     assert checked >= 7
-
-
-def test_every_answer_holding_real_rows_matches_the_document(app: Flask) -> None:
-    sample = make_sample(app)
-    schema = schemathesis.openapi.from_wsgi(DOCUMENT, app)
-    client = app.test_client()
-    paths = [
-        "/api/v1/rules", "/api/v1/rules?tag=payments", f"/api/v1/rules/{sample.rule_id}",
-        f"/api/v1/rules/{sample.tcp_rule_id}", f"/api/v1/rules/{sample.rule_id}/verifications",
-        "/api/v1/stability?order=worst", "/api/v1/notifications", "/api/v1/incidents",
-        "/api/v1/maintenance", f"/api/v1/maintenance/{sample.window_id}", "/api/v1/me",
-        "/api/v1/users", "/api/v1/tokens",
-    ]  # fmt: skip
-    for url in paths:
-        response = client.get(url)
-        assert response.status_code == 200, (url, response.get_json())
-        assert any(response.get_json().values()), f"{url} answered no rows"
-        template = _template(schema, url.partition("?")[0])
-        schema[template]["GET"].validate_response(response)
-    verified = client.get(f"/api/v1/rules/{sample.rule_id}/verifications").get_json()
-    assert [v["status"] for v in verified["verifications"]] == ["fail", "fail"]
-    assert client.get("/api/v1/incidents").get_json()["incidents"][0]["state"] == "open"
-
-
-def _template(schema: Any, path: str) -> str:
-    """The documented path template that ``path`` (with ids in it) matches."""
-    parts = path.split("/")
-    for template in schema.raw_schema["paths"]:
-        pieces = template.split("/")
-        if len(pieces) == len(parts) and all(
-            p == q or (q.startswith("{") and p.isdigit())
-            for p, q in zip(parts, pieces, strict=True)
-        ):
-            return str(template)
-    raise AssertionError(f"{path} matches no documented path")

@@ -17,7 +17,7 @@ from rulewatch import create_app
 from rulewatch.config import load_settings
 from rulewatch.migrate import upgrade
 from rulewatch.models import HourlyRollup, Rule, Verification
-from rulewatch.web.api_models import DraftVerification
+from rulewatch.shapes import DraftVerification
 from tests.auth import sign_in_test_clients
 from tests.conftest import REDIS_URL, drop_database, fresh_database, require_service
 from tests.integration.processes import spawn, stop, wait_for

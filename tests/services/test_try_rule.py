@@ -24,7 +24,7 @@ from rulewatch.models import (
 from rulewatch.probes import ProbeContext
 from rulewatch.services.rules import create_rule
 from rulewatch.services.verification import verify_draft
-from rulewatch.web.api_models import DraftVerification
+from rulewatch.shapes import DraftVerification
 from tests.targets import Target, http_rule
 
 NO_SOURCES = ProbeContext(datasources={})

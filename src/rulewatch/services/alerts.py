@@ -16,6 +16,7 @@ from rulewatch.domain.incidents import AlertPolicy, Event, IncidentState, close,
 from rulewatch.models import Incident, Notification, Rule, Verification, utcnow
 from rulewatch.notifiers import TRANSPORTS
 from rulewatch.services.reports import report_environment
+from rulewatch.shapes import IncidentOut, answer
 
 
 @dataclass(frozen=True)
@@ -165,16 +166,11 @@ def failing_reasons(
 
 def incident_to_dict(i: Incident) -> dict[str, Any]:
     """The API form of an incident."""
-    end = i.resolved_at
-    return {
-        "id": i.id,
-        "rule_id": i.rule_id,
-        "rule_name": i.rule_name,
-        "state": "open" if end is None else "resolved",
-        "opened_at": i.opened_at.isoformat(),
-        "resolved_at": end.isoformat() if end else None,
-        "resolve_reason": i.resolve_reason,
-    }
+    return answer(
+        IncidentOut, id=i.id, rule_id=i.rule_id, rule_name=i.rule_name,
+        state="open" if i.resolved_at is None else "resolved", opened_at=i.opened_at,
+        resolved_at=i.resolved_at, resolve_reason=i.resolve_reason,
+    )  # fmt: skip
 
 
 def _notification(

@@ -22,6 +22,7 @@ from rulewatch.dsn_cipher import DsnCipher, DsnUndecryptable
 from rulewatch.models import DataSource, Rule
 from rulewatch.probes.sql import run_read_only
 from rulewatch.schemas import FieldError, InputInvalid
+from rulewatch.shapes import DataSourceOut, answer
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 NAME_RULE = "1 to 64 of a-z 0-9 _ . - (lower case), starting with a letter or digit"
@@ -205,12 +206,11 @@ def _info(name: str, origin: str, dsn: str, created_at: datetime | None) -> Data
 
 def datasource_to_dict(info: DataSourceInfo) -> dict[str, Any]:
     """The API form: where the database is and whether rules can use it, never the DSN."""
-    return {
-        "name": info.name, "origin": info.origin, "dialect": info.dialect, "driver": info.driver,
-        "host": info.host, "port": info.port, "database": info.database,
-        "created_at": info.created_at.isoformat() if info.created_at else None,
-        "usable": info.problem is None, "problem": info.problem,
-    }  # fmt: skip
+    return answer(
+        DataSourceOut, name=info.name, origin=info.origin, dialect=info.dialect,
+        driver=info.driver, host=info.host, port=info.port, database=info.database,
+        created_at=info.created_at, usable=info.problem is None, problem=info.problem,
+    )  # fmt: skip
 
 
 def rules_using(session: Session, name: str) -> list[tuple[int, str]]:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from rulewatch.domain import maintenance as plan
 from rulewatch.models import MaintenanceWindow, Rule, RuleTag
 from rulewatch.schemas import MaintenanceSpec, validate_maintenance
+from rulewatch.shapes import MaintenanceOut, answer
 
 FIELDS = tuple(MaintenanceSpec.model_fields)
 # maintenance_windows.id is a 32-bit INTEGER: a larger id fails on SQLite and PostgreSQL
@@ -128,16 +129,11 @@ def window_to_dict(row: MaintenanceWindow, now: datetime) -> dict[str, Any]:
     """The API form: the definition, whether it is active now, and its current or next run."""
     timing = timing_of(row)
     upcoming = plan.next_occurrence(timing, now)
-    out = {"id": row.id, **window_spec(row), "created_at": row.created_at.isoformat()}
-    for key in ("starts_at", "ends_at"):
-        out[key] = out[key].isoformat() if out[key] else None
-    out["active"] = plan.occurrence_at(timing, now) is not None
-    out["next"] = (
-        {"starts_at": upcoming[0].isoformat(), "ends_at": upcoming[1].isoformat()}
-        if upcoming
-        else None
-    )
-    return out
+    return answer(
+        MaintenanceOut, id=row.id, **window_spec(row), created_at=row.created_at,
+        active=plan.occurrence_at(timing, now) is not None,
+        next={"starts_at": upcoming[0], "ends_at": upcoming[1]} if upcoming else None,
+    )  # fmt: skip
 
 
 def _rule_exists(session: Session, rule_id: int) -> bool:

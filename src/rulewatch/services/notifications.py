@@ -29,6 +29,7 @@ from rulewatch.notifiers import (
     TransportConfig,
     transport_for,
 )
+from rulewatch.shapes import NotificationOut, answer
 
 log = logging.getLogger(__name__)
 
@@ -203,19 +204,7 @@ def recent_notifications(session: Session, limit: int, status: str | None) -> li
 
 def notification_to_dict(n: Notification) -> dict[str, Any]:
     """The API form of an outbox row (bodies left out)."""
-    return {
-        "id": n.id,
-        "rule_id": n.rule_id,
-        "kind": n.kind,
-        "recipients": n.recipients,
-        "subject": n.subject,
-        "status": n.status,
-        "attempts": n.attempts,
-        "last_error": n.last_error,
-        "group_key": n.group_key,
-        "created_at": n.created_at.isoformat(),
-        "sent_at": n.sent_at.isoformat() if n.sent_at else None,
-    }
+    return answer(NotificationOut, **{f: getattr(n, f) for f in NotificationOut.model_fields})
 
 
 def add_digest(session: Session, html: str, emails: Sequence[str], window: str) -> int:

@@ -14,6 +14,7 @@ from rulewatch.domain.schedule import first_due
 from rulewatch.models import Rule, RuleTag
 from rulewatch.schemas import FieldError, RuleInvalid, RuleSpec, validate_rule
 from rulewatch.services.alerts import close_incident
+from rulewatch.shapes import RuleOut, answer
 
 # rules.id is a 32-bit INTEGER: PostgreSQL and SQLite fail on a larger id instead of finding none
 MAX_RULE_ID = 2**31 - 1
@@ -38,15 +39,11 @@ def spec_of(rule: Rule) -> dict[str, Any]:
 
 def rule_to_dict(rule: Rule) -> dict[str, Any]:
     """The API form: definition plus id and state."""
-    return {
-        "id": rule.id,
-        **spec_of(rule),
-        "last_status": rule.last_status,
-        "last_verified_at": _iso(rule.last_verified_at),
-        "next_due_at": _iso(rule.next_due_at),
-        "created_at": _iso(rule.created_at),
-        "updated_at": _iso(rule.updated_at),
-    }
+    return answer(
+        RuleOut, id=rule.id, **spec_of(rule), last_status=rule.last_status,
+        last_verified_at=rule.last_verified_at,
+        next_due_at=rule.next_due_at, created_at=rule.created_at, updated_at=rule.updated_at,
+    )  # fmt: skip
 
 
 def create_rule(session: Session, data: Mapping[str, Any], now: datetime) -> Rule:
@@ -246,7 +243,3 @@ def _ensure_name_free(session: Session, name: str, own_id: int | None) -> None:
         raise RuleInvalid(
             [FieldError("name", f"a rule named {name!r} exists already (id {other})")]
         )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()

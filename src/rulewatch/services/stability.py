@@ -24,6 +24,7 @@ from rulewatch.domain.stability import (
     summarize,
 )
 from rulewatch.models import DailyRollup, HourlyRollup, Rule, RuleTag
+from rulewatch.shapes import StabilityOut, answer
 
 log = logging.getLogger(__name__)
 
@@ -128,34 +129,23 @@ def report_to_dict(
     """The API form of a stability report; ``limit``/``offset`` page the per-rule rows."""
     rules = sorted(report.rules, key=worst_first_key) if worst_first else report.rules
     page = rules[offset : None if limit is None else offset + limit]
-    return {
-        "window": report.window,
-        "start": report.start.isoformat(),
-        "end": report.end.isoformat(),
-        "tag": report.tag,
-        "overall": {
-            **_counts(report.overall.counts),
-            "rate": report.overall.rate,
-            "rules": report.overall.rules_total,
-            "rules_with_data": report.overall.rules_with_data,
-            "rules_meeting_target": report.overall.rules_meeting_target,
-        },
-        "total": len(rules),
-        "limit": limit,
-        "offset": offset,
-        "rules": [
-            {
-                "rule_id": r.rule_id,
-                "name": r.name,
-                **_counts(r.counts),
-                "rate": r.rate,
-                "target": r.target,
-                "meets_target": r.meets_target,
-                "error_budget_left": r.error_budget_left,
-            }
-            for r in page
-        ],
-    }
+    overall = report.overall
+    return answer(
+        StabilityOut, window=report.window, start=report.start, end=report.end, tag=report.tag,
+        overall=dict(
+            **_counts(overall.counts), rate=overall.rate, rules=overall.rules_total,
+            rules_with_data=overall.rules_with_data,
+            rules_meeting_target=overall.rules_meeting_target,
+        ),
+        total=len(rules), limit=limit, offset=offset, rules=[_rule_rate(r) for r in page],
+    )  # fmt: skip
+
+
+def _rule_rate(r: RuleStability) -> dict[str, Any]:
+    return dict(
+        rule_id=r.rule_id, name=r.name, **_counts(r.counts), rate=r.rate,
+        target=r.target, meets_target=r.meets_target, error_budget_left=r.error_budget_left,
+    )  # fmt: skip
 
 
 def worst_first_key(r: RuleStability) -> tuple[bool, float]:
@@ -247,4 +237,5 @@ class ReportCache:
 
 
 def _counts(c: Counts) -> dict[str, int]:
-    return {"pass": c.passed, "fail": c.failed, "error": c.errors, "maintenance": c.maintenance}
+    return {"passed": c.passed, "failed": c.failed, "errors": c.errors,
+            "maintenance": c.maintenance}  # fmt: skip

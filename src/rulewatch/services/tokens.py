@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from rulewatch.models import ApiToken, User
 from rulewatch.schemas import FieldError, InputInvalid
+from rulewatch.shapes import TokenOut, answer
 
 PREFIX = "rw_"
 SHOWN_CHARS = 10  # "rw_" and 7 more: enough to tell tokens apart in a listing
@@ -43,15 +44,11 @@ def token_hash(text: str) -> str:
 
 def token_to_dict(token: ApiToken) -> dict[str, Any]:
     """The API form: the prefix, never the token or its hash."""
-
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
-
-    return {
-        "id": token.id, "user": token.user.name, "user_id": token.user_id,
-        "label": token.label, "prefix": token.prefix, "created_at": iso(token.created_at),
-        "last_used_at": iso(token.last_used_at), "revoked_at": iso(token.revoked_at),
-    }  # fmt: skip
+    return answer(
+        TokenOut, id=token.id, user=token.user.name, user_id=token.user_id, label=token.label,
+        prefix=token.prefix, created_at=token.created_at, last_used_at=token.last_used_at,
+        revoked_at=token.revoked_at,
+    )  # fmt: skip
 
 
 def create_token(session: Session, user: User, label: Any, now: datetime) -> tuple[ApiToken, str]:

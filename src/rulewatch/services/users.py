@@ -21,6 +21,7 @@ from rulewatch.domain.access import (
 )
 from rulewatch.models import User
 from rulewatch.schemas import FieldError, InputInvalid
+from rulewatch.shapes import UserOut, answer
 
 # argon2-cffi's defaults follow RFC 9106 (argon2id); hashes made with older parameters are
 # made again at the next sign-in
@@ -44,13 +45,10 @@ class LastAdmin(Exception):
 
 def user_to_dict(user: User) -> dict[str, Any]:
     """The API form: never the password hash."""
-    return {
-        "id": user.id,
-        "name": user.name,
-        "role": user.role,
-        "created_at": user.created_at.isoformat(),
-        "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
-    }
+    return answer(
+        UserOut, id=user.id, name=user.name, role=user.role, created_at=user.created_at,
+        last_login_at=user.last_login_at,
+    )  # fmt: skip
 
 
 def generate_password() -> str:

@@ -43,9 +43,7 @@ from rulewatch.services.rules import (
 )
 from rulewatch.services.stability import StabilityReport, report_to_dict, stability_report
 from rulewatch.services.verification import verification_to_dict
-from rulewatch.tasks import enqueue_notifications, time_limits, verify, verify_all_rules
-from rulewatch.web.api_models import (
-    MAX_COUNTDOWN_S,
+from rulewatch.shapes import (
     Incidents,
     MaintenanceList,
     MaintenanceOut,
@@ -57,8 +55,9 @@ from rulewatch.web.api_models import (
     TaskState,
     VerificationQueued,
     Verifications,
-    VerifyNow,
 )
+from rulewatch.tasks import enqueue_notifications, time_limits, verify, verify_all_rules
+from rulewatch.web.api_models import MAX_COUNTDOWN_S, VerifyNow
 from rulewatch.web.api_spec import ChoiceArg, IntArg, TextArg, documented
 from rulewatch.web.auth import authorise, role
 from rulewatch.web.errors import ApiError, error_response

@@ -33,19 +33,9 @@ from rulewatch.services.users import (
     list_users,
     user_to_dict,
 )
+from rulewatch.shapes import CreatedToken, CreatedUser, Me, Tokens, UserOut, Users
 from rulewatch.web.api import _api_error, _json_body, _rt, _write, api
-from rulewatch.web.api_models import (
-    CreatedToken,
-    CreatedUser,
-    Me,
-    NewToken,
-    NewUser,
-    SignIn,
-    Tokens,
-    UserChange,
-    UserOut,
-    Users,
-)
+from rulewatch.web.api_models import NewToken, NewUser, SignIn, UserChange
 from rulewatch.web.api_spec import TextArg, documented
 from rulewatch.web.auth import (
     PUBLIC,

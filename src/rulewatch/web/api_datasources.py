@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from flask import Response, jsonify
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -24,43 +23,11 @@ from rulewatch.services.datasources import (
     list_datasources,
     put_datasource,
 )
+from rulewatch.shapes import DataSourceCheck, DataSourceOut, DataSources, StoredDataSource
 from rulewatch.web.api import _api_error, _json_body, _rt, _write, api
 from rulewatch.web.api_spec import documented
 from rulewatch.web.auth import role
 from rulewatch.web.errors import ApiError
-
-
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
-
-
-class DataSourceOut(_Answer):
-    """A data source: where its database is and whether rules can use it; never its DSN."""
-
-    name: str
-    origin: Literal["stored", "settings"] = Field(
-        description="stored through the API or CLI, or defined in RULEWATCH_DATASOURCES"
-    )
-    dialect: str | None = Field(examples=["postgresql", "mysql", "mariadb", "sqlite"])
-    driver: str | None = Field(examples=["psycopg", "pymysql", "pysqlite"])
-    host: str | None
-    port: int | None
-    database: str | None
-    created_at: datetime | None
-    usable: bool
-    problem: str | None = Field(description="why rules cannot use it, when they cannot")
-
-
-class StoredDataSource(DataSourceOut):
-    """The data source as stored, and whether this request created it."""
-
-    created: bool
-
-
-class DataSources(_Answer):
-    """Every data source rules can name, by name."""
-
-    datasources: list[DataSourceOut]
 
 
 class DataSourceIn(BaseModel):
@@ -71,15 +38,6 @@ class DataSourceIn(BaseModel):
         examples=["postgresql+psycopg://reader:secret@db.example/warehouse"],
         description="a SQLAlchemy URL: postgresql+psycopg, mysql+pymysql, mariadb+pymysql, sqlite",
     )
-
-
-class DataSourceCheck(_Answer):
-    """How connecting and running SELECT 1 went (``error`` scrubbed of the DSN)."""
-
-    name: str
-    ok: bool
-    error: str | None
-    response_time_ms: float | None
 
 
 @api.errorhandler(DataSourceNotFound)

@@ -18,9 +18,10 @@ from rulewatch.schemas import (
     field_errors,
     validate_rule,
 )
+from rulewatch.shapes import ConditionsChecked, TaskQueued
 from rulewatch.tasks import time_limits, try_rule
 from rulewatch.web.api import _json_body, _rt, api
-from rulewatch.web.api_models import ConditionsCheck, ConditionsChecked, TaskQueued
+from rulewatch.web.api_models import ConditionsCheck
 from rulewatch.web.api_spec import documented
 from rulewatch.web.auth import role
 

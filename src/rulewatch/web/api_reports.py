@@ -14,6 +14,7 @@ from rulewatch.domain.stability import WINDOW_SYNTAX, parse_window
 from rulewatch.models import utcnow
 from rulewatch.schemas import FieldError, Tag
 from rulewatch.services.report_tasks import ReportTaskIds
+from rulewatch.shapes import ReportState
 from rulewatch.tasks import get_stable_rates_html
 from rulewatch.web.api import _json_body, api
 from rulewatch.web.api_spec import documented
@@ -34,17 +35,6 @@ class ReportRequest(BaseModel):
         description="a number and a unit (m, h, d, w), from 1h to 400d",
     )
     tag: Tag | None = Field(None, description="only the rules with this tag")
-
-
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
-
-
-class ReportState(_Answer):
-    """A report task not done yet (GET answers its HTML, as text/html, once it is)."""
-
-    task_id: str = Field(description="fetch the report at /api/v1/reports/{task_id}")
-    state: str = Field(examples=["PENDING", "STARTED", "RETRY"])
 
 
 def _task_ids() -> ReportTaskIds:

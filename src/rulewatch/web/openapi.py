@@ -2,7 +2,7 @@
 
 Built once per process from what is routed and declared: each /api/v1 route's
 ``@documented`` operation and ``@role``, the pydantic models requests are validated with
-(``schemas.py``, ``api_models.py``) and those describing the answers. Nothing in it is
+(``schemas.py``, ``api_models.py``) and those of the answers (``shapes.py``). Nothing in it is
 written by hand but the words.
 """
 
@@ -20,8 +20,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from rulewatch import __version__
+from rulewatch.shapes import ErrorBody
 from rulewatch.web.api import api
-from rulewatch.web.api_models import ErrorBody, OpenApiDocument
+from rulewatch.web.api_models import OpenApiDocument
 from rulewatch.web.api_spec import Answer, Operation, documented, operation_of
 from rulewatch.web.auth import PUBLIC, UNSAFE_METHODS, required_role, role
 
