@@ -1,4 +1,7 @@
-"""Celery wiring: queues, routes, reliability settings, beat schedule, all in one place."""
+"""Celery wiring: queues, routes, reliability settings, beat schedule, all in one place.
+
+What to queue, how urgently and for how long is decided in `rulewatch.dispatch`.
+"""
 
 from __future__ import annotations
 
@@ -23,14 +26,7 @@ ROUTES = {
     "rulewatch.digest": {"queue": "reports"},
     "rulewatch.queue_digest": {"queue": "alerts"},
 }
-MAX_PRIORITY = 9
-
-
-def priority(settings: Settings, urgent: bool) -> int:
-    """Message priority: Redis serves 0 first, AMQP serves the highest number first."""
-    if settings.broker_url.startswith(("redis", "rediss")):
-        return 0 if urgent else 6
-    return MAX_PRIORITY if urgent else 3
+MAX_PRIORITY = 9  # queues declare it; dispatch.priority chooses within it
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -8,21 +8,21 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from celery import Task, chain, group, shared_task
+from celery import Task, shared_task
 from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from rulewatch.celery_app import priority
+from rulewatch import dispatch
 from rulewatch.db import transaction
-from rulewatch.models import Rule, utcnow
+from rulewatch.models import utcnow
 from rulewatch.notifiers import TransientSendError
 from rulewatch.runtime import Runtime
 from rulewatch.services import notifications
 from rulewatch.services.reports import render_stability_html
 from rulewatch.services.retention import prune_history
-from rulewatch.services.scheduling import MAX_CHECK_S, Claim, claim_due_rules
+from rulewatch.services.rules import enabled_rule_ids
+from rulewatch.services.scheduling import claim_due_rules
 from rulewatch.services.stability import stability_report
 from rulewatch.services.verification import Alerting, Job, verify_draft, verify_jobs, verify_one
 
@@ -88,7 +88,7 @@ def verify_all_rules(force: bool = False) -> dict[str, int]:
                 session, utcnow(), rt.settings.claim_batch, rt.settings.claim_ttl_s
             )
         if claims:
-            dispatch(claims, rt, tick)
+            dispatch.claimed_runs(rt.settings, claims, tick)
         dispatched += len(claims)
         if len(claims) < rt.settings.claim_batch:
             return {"dispatched": dispatched, "notifications_relayed": _relay_outbox(rt)}
@@ -96,60 +96,20 @@ def verify_all_rules(force: bool = False) -> dict[str, int]:
 
 def alerting(rt: Runtime) -> Alerting:
     """Alert defaults and links, with new outbox rows enqueued on the alerts queue."""
-    return Alerting(rt.settings.alerts, rt.settings.base_url, enqueue_notifications)
-
-
-def enqueue_notifications(ids: Sequence[int], countdown_s: float = 0) -> None:
-    """Ask the alerts workers to send these outbox rows, after ``countdown_s`` (a tick's
-    alerts wait for the tick's other batches, to go out together); beat relays any missed."""
-    try:
-        for notification_id in ids:
-            send_notification.apply_async(args=(notification_id,), countdown=countdown_s)
-    except (BrokerError, ConnectionError) as exc:  # the rows are committed; nothing is lost
-        log.warning("could not enqueue notifications %s now (%s); beat will relay them", ids, exc)
+    return Alerting(rt.settings.alerts, rt.settings.base_url, dispatch.notifications)
 
 
 def _relay_outbox(rt: Runtime) -> int:
     with transaction(rt.factory) as session:
         ids = notifications.due_for_relay(session, utcnow())
-    enqueue_notifications(ids)
+    dispatch.notifications(ids)
     return len(ids)
-
-
-def dispatch(claims: Sequence[Claim], rt: Runtime, tick: str | None = None) -> None:
-    """Send claimed runs as one group: single `verify` tasks, or `verify_batch` chunks."""
-    size = rt.settings.chunk_size
-    chunks = [claims[i : i + size] for i in range(0, len(claims), size)]
-    normal = priority(rt.settings, urgent=False)
-    group(_signature(chunk, tick).set(priority=normal) for chunk in chunks).apply_async()
-
-
-def _signature(chunk: Sequence[Claim], tick: str | None) -> Any:
-    limits = time_limits(max(c.timeout_s for c in chunk))
-    if len(chunk) == 1:
-        c = chunk[0]
-        return verify.si(c.rule_id, c.verification_id, c.due.isoformat(), tick).set(**limits)
-    items = [(c.rule_id, c.verification_id, c.due.isoformat()) for c in chunk]
-    return verify_batch.si(items, tick).set(**limits)
-
-
-def time_limits(timeout_s: float) -> dict[str, Any]:
-    """Celery time limits for checks that may take ``timeout_s``: soft first, then hard."""
-    return {"soft_time_limit": timeout_s + 15, "time_limit": timeout_s + 30}
 
 
 def _dispatch_all_now(rt: Runtime) -> int:
     with rt.factory() as session:
-        ids = list(session.scalars(select(Rule.id).where(Rule.enabled.is_(True))))
-    size = rt.settings.chunk_size
-    items = [(rid, str(uuid.uuid4()), None) for rid in ids]
-    sigs = [
-        verify_batch.si(items[i : i + size]).set(**time_limits(MAX_CHECK_S))
-        for i in range(0, len(items), size)
-    ]
-    if sigs:
-        group(sigs).apply_async()
-    return len(ids)
+        rule_ids = enabled_rule_ids(session)
+    return dispatch.unscheduled_runs(rt.settings, rule_ids)
 
 
 @_task("rulewatch.get_stable_rates_html")
@@ -179,10 +139,7 @@ def digest(window: str | None = None) -> str:
     """Beat's digest: a chain that renders the stability report, then emails it."""
     settings = runtime().settings
     window = window or settings.digest_window
-    steps = chain(
-        get_stable_rates_html.s(window), queue_digest.s(list(settings.digest_emails), window)
-    )
-    return str(steps.apply_async().id)
+    return dispatch.digest(settings.digest_emails, window)
 
 
 @_task("rulewatch.queue_digest")
@@ -193,7 +150,7 @@ def queue_digest(html: str, emails: list[str], window: str) -> int | None:
         return None
     with transaction(rt.factory) as session:
         notification_id = notifications.add_digest(session, html, emails, window)
-    enqueue_notifications([notification_id])
+    dispatch.notifications([notification_id])
     return notification_id
 
 

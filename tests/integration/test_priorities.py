@@ -9,7 +9,7 @@ import redis
 from sqlalchemy import select
 
 from rulewatch import create_app
-from rulewatch.celery_app import priority
+from rulewatch.dispatch import priority
 from rulewatch.config import load_settings
 from rulewatch.db import transaction
 from rulewatch.migrate import upgrade

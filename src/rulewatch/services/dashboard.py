@@ -95,6 +95,18 @@ def history(session: Session, rule_id: int, window: str, now: datetime) -> list[
     return _buckets(session, DailyRollup, rule_id, floor_day(start), floor_day(now) + DAY)
 
 
+def recent_verifications(session: Session, rule_id: int, limit: int) -> list[Verification]:
+    """A rule's newest ``limit`` verifications, newest first."""
+    return list(
+        session.scalars(
+            select(Verification)
+            .where(Verification.rule_id == rule_id)
+            .order_by(Verification.started_at.desc())
+            .limit(limit)
+        )
+    )
+
+
 def _verifications(
     session: Session, rule_id: int, start: datetime, end: datetime
 ) -> list[HistoryPoint]:

@@ -7,8 +7,15 @@ from datetime import datetime
 from functools import cache
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy.orm import Session, sessionmaker
 
-from rulewatch.services.stability import StabilityReport, worst_first_key
+from rulewatch.models import utcnow
+from rulewatch.services.stability import (
+    ReportCache,
+    StabilityReport,
+    stability_report,
+    worst_first_key,
+)
 
 
 @cache
@@ -18,6 +25,23 @@ def report_environment() -> Environment:
         loader=PackageLoader("rulewatch", "web/templates"),
         autoescape=select_autoescape(disabled_extensions=("txt",), default=True),
     )
+
+
+def shared_stability_report(
+    cache: ReportCache,
+    factory: sessionmaker[Session],
+    window: str,
+    tag: str | None,
+    now: datetime,
+) -> StabilityReport:
+    """The report over ``window`` for ``tag``, through the process's report cache, so the API
+    and the pages share one computation."""
+
+    def compute() -> StabilityReport:  # may run later, in a refresh thread: its own now
+        with factory() as session:
+            return stability_report(session, window, utcnow(), tag)
+
+    return cache.get((window, tag), now, compute)
 
 
 def render_stability_html(report: StabilityReport, worst_first: bool = True) -> str:

@@ -180,6 +180,22 @@ def tag_in_use(session: Session, tag: str) -> bool:
     return session.scalar(select(RuleTag.tag).where(RuleTag.tag == tag).limit(1)) is not None
 
 
+def any_rule(session: Session) -> bool:
+    """True when at least one rule exists (an empty install shows how to start)."""
+    return session.scalar(select(Rule.id).limit(1)) is not None
+
+
+def rule_names(session: Session, rule_ids: Iterable[int]) -> dict[int, str]:
+    """The names of these rules by id (rules since deleted are left out)."""
+    named = session.execute(select(Rule.id, Rule.name).where(Rule.id.in_(list(rule_ids))))
+    return {rule_id: name for rule_id, name in named}
+
+
+def enabled_rule_ids(session: Session) -> list[int]:
+    """The ids of every enabled rule."""
+    return list(session.scalars(select(Rule.id).where(Rule.enabled.is_(True))))
+
+
 def all_tags(session: Session) -> list[str]:
     """Every tag in use, sorted."""
     return list(session.scalars(select(RuleTag.tag).distinct().order_by(RuleTag.tag)))

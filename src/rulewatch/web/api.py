@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from celery.result import AsyncResult
-from flask import Blueprint, Response, current_app, jsonify, request
-from sqlalchemy import select
+from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
-from rulewatch.celery_app import priority
-from rulewatch.db import transaction
+from rulewatch import dispatch
 from rulewatch.domain.stability import WINDOW_SYNTAX, parse_window
-from rulewatch.models import Verification, utcnow
-from rulewatch.runtime import Runtime
+from rulewatch.models import utcnow
 from rulewatch.schemas import FieldError, InputInvalid, MaintenanceSpec, RuleInvalid, RuleSpec
 from rulewatch.services.alerts import incident_to_dict, recent_incidents
+from rulewatch.services.dashboard import recent_verifications
 from rulewatch.services.maintenance import (
     MaintenanceNotFound,
     create_window,
@@ -31,6 +27,7 @@ from rulewatch.services.maintenance import (
     window_to_dict,
 )
 from rulewatch.services.notifications import notification_to_dict, recent_notifications
+from rulewatch.services.reports import shared_stability_report
 from rulewatch.services.rules import (
     RULE_STATUSES,
     RuleNotFound,
@@ -41,7 +38,7 @@ from rulewatch.services.rules import (
     remove_rule,
     rule_to_dict,
 )
-from rulewatch.services.stability import StabilityReport, report_to_dict, stability_report
+from rulewatch.services.stability import report_to_dict
 from rulewatch.services.verification import verification_to_dict
 from rulewatch.shapes import (
     Incidents,
@@ -56,10 +53,10 @@ from rulewatch.shapes import (
     VerificationQueued,
     Verifications,
 )
-from rulewatch.tasks import enqueue_notifications, time_limits, verify, verify_all_rules
 from rulewatch.web.api_models import MAX_COUNTDOWN_S, VerifyNow
 from rulewatch.web.api_spec import ChoiceArg, IntArg, TextArg, documented
 from rulewatch.web.auth import authorise, role
+from rulewatch.web.common import celery, json_body, rt, write
 from rulewatch.web.errors import ApiError, error_response
 from rulewatch.web.text_guard import refuse_nul_characters
 
@@ -103,35 +100,15 @@ def _http_error(exc: HTTPException) -> Response | HTTPException:
     return response
 
 
-def _rt() -> Runtime:
-    rt: Runtime = current_app.extensions["rulewatch"]
-    return rt
-
-
-@contextmanager
-def _write() -> Iterator[Session]:
-    with transaction(_rt().factory) as session:
-        yield session
-
-
 @contextmanager
 def _write_rule() -> Iterator[Session]:
     """A write whose unique-name clash, lost to a concurrent request, answers 422 on name."""
     try:
-        with _write() as session:
+        with write() as session:
             yield session
     except IntegrityError:
         message = "another rule took this name while this one was saved: choose another name"
         raise RuleInvalid([FieldError("name", message)]) from None
-
-
-def _json_body(required: bool = True) -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if data is None and not required and not request.get_data():
-        return {}
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_json", "the request body must be a JSON object")
-    return data
 
 
 def _limit(default: int, high: int) -> IntArg:
@@ -152,7 +129,7 @@ MAX_NAME_QUERY = 200  # rule names are at most 200 characters
 def post_rule() -> tuple[Response, int]:
     """Create a rule."""
     with _write_rule() as session:
-        rule = create_rule(session, _json_body(), utcnow())
+        rule = create_rule(session, json_body(), utcnow())
         return jsonify(rule_to_dict(rule)), 201
 
 
@@ -167,7 +144,7 @@ def get_rules() -> Response:
     if q is not None and len(q) > MAX_NAME_QUERY:
         raise ApiError(400, "bad_parameter", f"q is at most {MAX_NAME_QUERY} characters",
                        [FieldError("q", f"got {len(q)} characters")])  # fmt: skip
-    with _rt().factory() as session:
+    with rt().factory() as session:
         rules, total = list_rules(
             session, TAG.given(), limit, offset, status=status, name_contains=q
         )
@@ -185,7 +162,7 @@ def _or_none(status: str) -> str | None:
 @documented(RuleOut)
 def get_one(rule_id: int) -> Response:
     """One rule."""
-    with _rt().factory() as session:
+    with rt().factory() as session:
         return jsonify(rule_to_dict(get_rule(session, rule_id)))
 
 
@@ -194,12 +171,12 @@ def get_one(rule_id: int) -> Response:
 @documented(RuleOut, body=RuleSpec, partial=True, errors=[422])
 def patch_rule(rule_id: int) -> Response:
     """Change some fields of a rule; the result is validated as a whole."""
-    settings = _rt().settings
+    settings = rt().settings
     with _write_rule() as session:
         rule = get_rule(session, rule_id)
-        ids = change_rule(session, rule, _json_body(), utcnow(), settings.alerts, settings.base_url)
+        ids = change_rule(session, rule, json_body(), utcnow(), settings.alerts, settings.base_url)
         body = rule_to_dict(rule)
-    enqueue_notifications(ids)
+    dispatch.notifications(ids)
     return jsonify(body)
 
 
@@ -208,10 +185,10 @@ def patch_rule(rule_id: int) -> Response:
 @documented(None, 204)
 def delete_rule(rule_id: int) -> tuple[str, int]:
     """Delete a rule and its history."""
-    settings = _rt().settings
-    with _write() as session:
+    settings = rt().settings
+    with write() as session:
         ids = remove_rule(session, get_rule(session, rule_id), settings.alerts, settings.base_url)
-    enqueue_notifications(ids)
+    dispatch.notifications(ids)
     return "", 204
 
 
@@ -220,25 +197,8 @@ def delete_rule(rule_id: int) -> tuple[str, int]:
 @documented(VerificationQueued, 202, body=VerifyNow, body_required=False)
 def verify_now(rule_id: int) -> tuple[Response, int]:
     """Queue a manual verification on the interactive queue, now or after ``countdown_s``."""
-    task_id = queue_manual_verification(rule_id, _countdown_s(_json_body(required=False)))
+    task_id = dispatch.verify_now(rt(), rule_id, _countdown_s(json_body(required=False)))
     return jsonify(task_id=task_id, verification_id=task_id), 202
-
-
-def queue_manual_verification(rule_id: int, countdown_s: float = 0) -> str:
-    """Send a manual verification of a rule to the interactive queue; its task id.
-
-    The task id is also the verification's id, so the result can be found either way.
-    """
-    with _rt().factory() as session:
-        rule = get_rule(session, rule_id)
-        timeout = float(rule.target.get("timeout_s", 10))
-    task_id = str(uuid.uuid4())
-    verify.apply_async(
-        args=(rule_id, task_id), task_id=task_id, queue="interactive", countdown=countdown_s,
-        priority=priority(_rt().settings, urgent=True),
-        **time_limits(timeout),
-    )  # fmt: skip
-    return task_id
 
 
 def _countdown_s(body: dict[str, Any]) -> float:
@@ -261,8 +221,7 @@ def _countdown_s(body: dict[str, Any]) -> float:
 @documented(TaskQueued, 202)
 def verify_all() -> tuple[Response, int]:
     """Verify every enabled rule now."""
-    result = verify_all_rules.apply_async(kwargs={"force": True})
-    return jsonify(task_id=result.id), 202
+    return jsonify(task_id=dispatch.verify_every_rule()), 202
 
 
 @api.get("/tasks/<task_id>")
@@ -270,14 +229,9 @@ def verify_all() -> tuple[Response, int]:
 @documented(TaskState)
 def task_status(task_id: str) -> Response:
     """A task's state (Celery's names) and its result once there is one."""
-    result: AsyncResult[Any] = AsyncResult(task_id, app=current_app.extensions["celery"])
-    state = result.state
-    payload: Any = None
-    if state == "SUCCESS":
-        payload = result.result
-    elif state in ("FAILURE", "RETRY"):
-        payload = {"error": repr(result.result)}
-    return jsonify(task_id=task_id, state=state, result=payload)
+    found = dispatch.task_state(celery(), task_id)
+    payload = found.result if found.error is None else {"error": found.error}
+    return jsonify(task_id=task_id, state=found.state, result=payload)
 
 
 VERIFICATIONS_LIMIT = _limit(50, 1000)
@@ -289,14 +243,9 @@ VERIFICATIONS_LIMIT = _limit(50, 1000)
 def verifications(rule_id: int) -> Response:
     """A rule's verifications, newest first."""
     limit = VERIFICATIONS_LIMIT.read()
-    with _rt().factory() as session:
+    with rt().factory() as session:
         rule = get_rule(session, rule_id)
-        rows = session.scalars(
-            select(Verification)
-            .where(Verification.rule_id == rule_id)
-            .order_by(Verification.started_at.desc())
-            .limit(limit)
-        )
+        rows = recent_verifications(session, rule_id, limit)
         return jsonify(verifications=[verification_to_dict(v, rule.name) for v in rows])
 
 
@@ -315,17 +264,12 @@ def stability() -> Response:
     limit = STABILITY_LIMIT.read()
     offset = OFFSET.read()
     order = ORDER.read()
-    rt = _rt()
     try:
         parse_window(window)
     except ValueError as exc:
         raise ApiError(400, "bad_parameter", str(exc), [FieldError("window", str(exc))]) from None
-
-    def compute() -> StabilityReport:
-        with rt.factory() as session:
-            return stability_report(session, window, utcnow(), tag)
-
-    report = rt.reports.get((window, tag), utcnow(), compute)
+    runtime = rt()
+    report = shared_stability_report(runtime.reports, runtime.factory, window, tag, utcnow())
     return jsonify(report_to_dict(report, limit, offset, worst_first=order == "worst"))
 
 
@@ -340,7 +284,7 @@ def list_notifications() -> Response:
     """Outbox rows, newest first: status (pending, sending, sent, failed, unsent), attempts, why."""
     limit = NOTIFICATIONS_LIMIT.read()
     status = NOTIFICATION_STATUS.given()
-    with _rt().factory() as session:
+    with rt().factory() as session:
         rows = recent_notifications(session, limit, status)
         return jsonify(notifications=[notification_to_dict(n) for n in rows])
 
@@ -357,7 +301,7 @@ def list_incidents() -> Response:
     """Incidents, newest first: ``state=open`` for open ones, ``rule_id`` for one rule."""
     limit = INCIDENTS_LIMIT.read()
     state = INCIDENT_STATE.read()
-    with _rt().factory() as session:
+    with rt().factory() as session:
         rows = recent_incidents(session, limit, state == "open", INCIDENT_RULE.given())
         return jsonify(incidents=[incident_to_dict(i) for i in rows])
 
@@ -368,7 +312,7 @@ def list_incidents() -> Response:
 def get_maintenance() -> Response:
     """Maintenance windows, newest first, each with whether it is active and its next run."""
     now = utcnow()
-    with _rt().factory() as session:
+    with rt().factory() as session:
         return jsonify(maintenance=[window_to_dict(w, now) for w in list_windows(session)])
 
 
@@ -377,8 +321,8 @@ def get_maintenance() -> Response:
 @documented(MaintenanceOut, 201, body=MaintenanceSpec, errors=[422])
 def post_maintenance() -> tuple[Response, int]:
     """Plan a maintenance window (one-off, or recurring with ``cron``)."""
-    with _write() as session:
-        window = create_window(session, _json_body())
+    with write() as session:
+        window = create_window(session, json_body())
         return jsonify(window_to_dict(window, utcnow())), 201
 
 
@@ -387,7 +331,7 @@ def post_maintenance() -> tuple[Response, int]:
 @documented(MaintenanceOut)
 def get_one_maintenance(window_id: int) -> Response:
     """One maintenance window."""
-    with _rt().factory() as session:
+    with rt().factory() as session:
         return jsonify(window_to_dict(get_window(session, window_id), utcnow()))
 
 
@@ -396,8 +340,8 @@ def get_one_maintenance(window_id: int) -> Response:
 @documented(MaintenanceOut, body=MaintenanceSpec, partial=True, errors=[422])
 def patch_maintenance(window_id: int) -> Response:
     """Change some fields of a window (null clears one); the result is validated as a whole."""
-    with _write() as session:
-        window = update_window(session, get_window(session, window_id), _json_body())
+    with write() as session:
+        window = update_window(session, get_window(session, window_id), json_body())
         return jsonify(window_to_dict(window, utcnow()))
 
 
@@ -406,6 +350,6 @@ def patch_maintenance(window_id: int) -> Response:
 @documented(None, 204)
 def delete_maintenance(window_id: int) -> tuple[str, int]:
     """End and forget a maintenance window (verifications already marked stay marked)."""
-    with _write() as session:
+    with write() as session:
         delete_window(session, window_id)
     return "", 204

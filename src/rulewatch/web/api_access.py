@@ -34,7 +34,7 @@ from rulewatch.services.users import (
     user_to_dict,
 )
 from rulewatch.shapes import CreatedToken, CreatedUser, Me, Tokens, UserOut, Users
-from rulewatch.web.api import _api_error, _json_body, _rt, _write, api
+from rulewatch.web.api import api
 from rulewatch.web.api_models import NewToken, NewUser, SignIn, UserChange
 from rulewatch.web.api_spec import TextArg, documented
 from rulewatch.web.auth import (
@@ -47,7 +47,8 @@ from rulewatch.web.auth import (
     role,
     sign_out,
 )
-from rulewatch.web.errors import ApiError
+from rulewatch.web.common import json_body, rt, write
+from rulewatch.web.errors import ApiError, error_response
 
 TOKEN_USER = TextArg("user", "only this user's tokens (a name or an id)")
 
@@ -55,12 +56,12 @@ TOKEN_USER = TextArg("user", "only this user's tokens (a name or an id)")
 @api.errorhandler(UserNotFound)
 @api.errorhandler(TokenNotFound)
 def _not_found(exc: LookupError) -> tuple[Response, int]:
-    return _api_error(ApiError(404, "not_found", str(exc)))
+    return error_response(ApiError(404, "not_found", str(exc)))
 
 
 @api.errorhandler(LastAdmin)
 def _last_admin(exc: LastAdmin) -> tuple[Response, int]:
-    return _api_error(ApiError(409, "last_admin", str(exc), [FieldError("role", str(exc))]))
+    return error_response(ApiError(409, "last_admin", str(exc), [FieldError("role", str(exc))]))
 
 
 def _me(principal: Principal) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def _me(principal: Principal) -> dict[str, Any]:
 @documented(Me, body=SignIn, errors=[401, 429])
 def post_session() -> Response:
     """Sign in with a username and password; the session cookie carries the rest."""
-    body = _json_body()
+    body = json_body()
     name, password = body.get("username"), body.get("password")
     if not isinstance(name, str) or not isinstance(password, str):
         given = (("username", name), ("password", password))
@@ -114,7 +115,7 @@ def get_me() -> Response:
 def _write_user() -> Iterator[Session]:
     """A write whose unique-name clash, lost to a concurrent request, answers 422 on name."""
     try:
-        with _write() as session:
+        with write() as session:
             yield session
     except IntegrityError:
         message = "another user took this name while this one was saved: choose another name"
@@ -126,7 +127,7 @@ def _write_user() -> Iterator[Session]:
 @documented(Users)
 def get_users() -> Response:
     """Every user with their role and last sign-in (never a password hash)."""
-    with _rt().factory() as session:
+    with rt().factory() as session:
         return jsonify(users=[user_to_dict(u) for u in list_users(session)])
 
 
@@ -135,7 +136,7 @@ def get_users() -> Response:
 @documented(CreatedUser, 201, body=NewUser, errors=[422])
 def post_user() -> tuple[Response, int]:
     """Create a user; without a password one is generated and returned, this once."""
-    body = _json_body()
+    body = json_body()
     extra = sorted(set(body) - set(NewUser.model_fields))
     if extra:
         raise UserInvalid([FieldError(f, "not a field of a user (name, role, password)")
@@ -153,8 +154,8 @@ def post_user() -> tuple[Response, int]:
 @documented(UserOut, body=UserChange, errors=[409, 422])
 def patch_user(user_id: int) -> Response:
     """Change a user's role or password (a new password ends their sessions)."""
-    body = _json_body()
-    with _write() as session:
+    body = json_body()
+    with write() as session:
         return jsonify(user_to_dict(change_user(session, get_user(session, user_id), body)))
 
 
@@ -163,7 +164,7 @@ def patch_user(user_id: int) -> Response:
 @documented(None, 204, errors=[409])
 def delete_one_user(user_id: int) -> tuple[str, int]:
     """Delete a user, their sessions and their tokens."""
-    with _write() as session:
+    with write() as session:
         delete_user(session, get_user(session, user_id))
     return "", 204
 
@@ -173,7 +174,7 @@ def delete_one_user(user_id: int) -> tuple[str, int]:
 @documented(Tokens, query=[TOKEN_USER], errors=[404])
 def get_tokens() -> Response:
     """Tokens, newest first, revoked ones included: prefix, user, label, last use."""
-    with _rt().factory() as session:
+    with rt().factory() as session:
         name = TOKEN_USER.given()
         user = get_user(session, name) if name is not None else None
         return jsonify(tokens=[token_to_dict(t) for t in list_tokens(session, user)])
@@ -184,11 +185,11 @@ def get_tokens() -> Response:
 @documented(CreatedToken, 201, body=NewToken, errors=[422])
 def post_token() -> tuple[Response, int]:
     """Create a token for a user (the caller by default); its text is in this answer only."""
-    body = _json_body()
+    body = json_body()
     extra = sorted(set(body) - set(NewToken.model_fields))
     if extra:
         raise TokenInvalid([FieldError(f, "not a field of a token (user, label)") for f in extra])
-    with _write() as session:
+    with write() as session:
         user = _token_user(session, body.get("user", caller().id))
         token, text = create_token(session, user, body.get("label"), utcnow())
         return jsonify({**token_to_dict(token), "token": text}), 201
@@ -208,6 +209,6 @@ def _token_user(session: Session, key: Any) -> User:
 @documented(None, 204)
 def delete_token(token_id: int) -> tuple[str, int]:
     """Revoke a token: it is refused from the next request on."""
-    with _write() as session:
+    with write() as session:
         revoke_token(find_token(session, str(token_id)), utcnow())
     return "", 204

@@ -24,10 +24,11 @@ from rulewatch.services.datasources import (
     put_datasource,
 )
 from rulewatch.shapes import DataSourceCheck, DataSourceOut, DataSources, StoredDataSource
-from rulewatch.web.api import _api_error, _json_body, _rt, _write, api
+from rulewatch.web.api import api
 from rulewatch.web.api_spec import documented
 from rulewatch.web.auth import role
-from rulewatch.web.errors import ApiError
+from rulewatch.web.common import json_body, rt, write
+from rulewatch.web.errors import ApiError, error_response
 
 
 class DataSourceIn(BaseModel):
@@ -42,7 +43,7 @@ class DataSourceIn(BaseModel):
 
 @api.errorhandler(DataSourceNotFound)
 def _not_found(exc: DataSourceNotFound) -> tuple[Response, int]:
-    return _api_error(ApiError(404, "not_found", str(exc)))
+    return error_response(ApiError(404, "not_found", str(exc)))
 
 
 @api.errorhandler(DataSourceInUse)
@@ -50,12 +51,12 @@ def _in_use(exc: DataSourceInUse) -> tuple[Response, int]:
     users = [
         FieldError("name", f"used by rule {name!r} (id {rule_id})") for rule_id, name in exc.rules
     ]
-    return _api_error(ApiError(409, "datasource_in_use", str(exc), users))
+    return error_response(ApiError(409, "datasource_in_use", str(exc), users))
 
 
 @api.errorhandler(DataSourceInSettings)
 def _in_settings(exc: DataSourceInSettings) -> tuple[Response, int]:
-    return _api_error(ApiError(409, "datasource_in_settings", str(exc)))
+    return error_response(ApiError(409, "datasource_in_settings", str(exc)))
 
 
 @api.get("/datasources")
@@ -63,9 +64,9 @@ def _in_settings(exc: DataSourceInSettings) -> tuple[Response, int]:
 @documented(DataSources)
 def get_datasources() -> Response:
     """Data sources, stored and from settings: dialect, driver, host; never a DSN."""
-    rt = _rt()
-    with rt.factory() as session:
-        infos = list_datasources(session, rt.settings.datasources, rt.dsn_cipher)
+    runtime = rt()
+    with runtime.factory() as session:
+        infos = list_datasources(session, runtime.settings.datasources, runtime.dsn_cipher)
         return jsonify(datasources=[datasource_to_dict(i) for i in infos])
 
 
@@ -74,10 +75,10 @@ def get_datasources() -> Response:
 @documented(DataSourceOut)
 def get_one_datasource(name: str) -> Response:
     """One data source, as the listing shows it."""
-    rt = _rt()
-    with rt.factory() as session:
+    runtime = rt()
+    with runtime.factory() as session:
         return jsonify(datasource_to_dict(get_datasource(
-            session, name, rt.settings.datasources, rt.dsn_cipher)))  # fmt: skip
+            session, name, runtime.settings.datasources, runtime.dsn_cipher)))  # fmt: skip
 
 
 @api.put("/datasources/<name>")
@@ -85,15 +86,19 @@ def get_one_datasource(name: str) -> Response:
 @documented(StoredDataSource, body=DataSourceIn, errors=[409, 422])
 def put_one_datasource(name: str) -> Response:
     """Store a data source, or replace its DSN; the DSN is kept encrypted, never shown."""
-    body = _json_body()
+    body = json_body()
     extra = sorted(set(body) - {"dsn"})
     if extra:
         raise DataSourceInvalid([_not_a_field(f) for f in extra])
-    rt = _rt()
+    runtime = rt()
     try:
-        with _write() as session:
-            row, created = put_datasource(session, name, body.get("dsn"), rt.dsn_cipher, utcnow())
-            info = get_datasource(session, row.name, rt.settings.datasources, rt.dsn_cipher)
+        with write() as session:
+            row, created = put_datasource(
+                session, name, body.get("dsn"), runtime.dsn_cipher, utcnow()
+            )
+            info = get_datasource(
+                session, row.name, runtime.settings.datasources, runtime.dsn_cipher
+            )
     except IntegrityError:
         message = "another request stored this data source at the same moment: send it again"
         raise ApiError(409, "conflict", message) from None
@@ -109,8 +114,8 @@ def _not_a_field(name: str) -> FieldError:
 @documented(None, 204, errors=[409])
 def delete_one_datasource(name: str) -> tuple[str, int]:
     """Forget a stored data source; 409 while rules read from it, naming them."""
-    with _write() as session:
-        delete_datasource(session, name, _rt().settings.datasources)
+    with write() as session:
+        delete_datasource(session, name, rt().settings.datasources)
     return "", 204
 
 
@@ -119,8 +124,8 @@ def delete_one_datasource(name: str) -> tuple[str, int]:
 @documented(DataSourceCheck)
 def check_one_datasource(name: str) -> Response:
     """Connect and run ``SELECT 1`` as its rules would; the answer says how it went."""
-    rt = _rt()
-    seen = check_datasource(rt.factory, name, rt.settings.datasources, rt.dsn_cipher)
+    runtime = rt()
+    seen = check_datasource(runtime.factory, name, runtime.settings.datasources, runtime.dsn_cipher)
     problem = seen.fault or seen.failure
     return jsonify(name=name, ok=problem is None, error=problem,
                    response_time_ms=seen.response_time_ms)  # fmt: skip

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, jsonify
 from pydantic import ValidationError
 
-from rulewatch.celery_app import priority
+from rulewatch import dispatch
 from rulewatch.schemas import (
     FieldError,
     InputInvalid,
@@ -19,11 +17,11 @@ from rulewatch.schemas import (
     validate_rule,
 )
 from rulewatch.shapes import ConditionsChecked, TaskQueued
-from rulewatch.tasks import time_limits, try_rule
-from rulewatch.web.api import _json_body, _rt, api
+from rulewatch.web.api import api
 from rulewatch.web.api_models import ConditionsCheck
 from rulewatch.web.api_spec import documented
 from rulewatch.web.auth import role
+from rulewatch.web.common import json_body, rt
 
 
 class ConditionsCheckInvalid(InputInvalid):
@@ -38,7 +36,7 @@ class ConditionsCheckInvalid(InputInvalid):
 def post_conditions_check() -> Response:
     """Check conditions as saving a rule of ``kind`` would: each one's error and position."""
     try:
-        asked = ConditionsCheck.model_validate(_json_body())
+        asked = ConditionsCheck.model_validate(json_body())
     except ValidationError as exc:
         raise ConditionsCheckInvalid(field_errors(exc, empty="(check)")) from None
     errors = check_conditions(asked.kind, asked.conditions)
@@ -62,15 +60,5 @@ def try_draft() -> tuple[Response, int]:
     draft of an edit). The task's result, at /api/v1/tasks/{task_id}, is a verification
     without ids: status, started_at, duration_ms, conditions, measured, error.
     """
-    return jsonify(task_id=queue_try_rule(_json_body())), 202
-
-
-def queue_try_rule(data: Mapping[str, Any]) -> str:
-    """Validate a draft rule (RuleInvalid if it is not one) and queue its test run; the task id."""
-    draft = validate_rule(data)
-    task_id = str(uuid.uuid4())
-    try_rule.apply_async(
-        args=(draft.model_dump(mode="json"),), task_id=task_id, queue="interactive",
-        priority=priority(_rt().settings, urgent=True), **time_limits(draft.timeout_s),
-    )  # fmt: skip
-    return task_id
+    draft = validate_rule(json_body())
+    return jsonify(task_id=dispatch.try_draft(rt().settings, draft)), 202

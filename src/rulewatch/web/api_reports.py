@@ -6,19 +6,19 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from celery.result import AsyncResult
 from flask import Response, current_app, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
+from rulewatch import dispatch
 from rulewatch.domain.stability import WINDOW_SYNTAX, parse_window
 from rulewatch.models import utcnow
 from rulewatch.schemas import FieldError, Tag
 from rulewatch.services.report_tasks import ReportTaskIds
 from rulewatch.shapes import ReportState
-from rulewatch.tasks import get_stable_rates_html
-from rulewatch.web.api import _json_body, api
+from rulewatch.web.api import api
 from rulewatch.web.api_spec import documented
 from rulewatch.web.auth import role
+from rulewatch.web.common import celery, json_body
 from rulewatch.web.errors import ApiError
 
 DEFAULT_WINDOW = "7d"
@@ -51,7 +51,7 @@ def _bad(field: str, message: str, got: Any) -> ApiError:
 @documented(ReportState, 202, body=ReportRequest, body_required=False)
 def post_report() -> tuple[Response, int]:
     """Start the stability report (``window``, default 7d; ``tag``) on the reports queue."""
-    body = _json_body(required=False)
+    body = json_body(required=False)
     extra = sorted(set(body) - {"window", "tag"})
     if extra:
         raise ApiError(400, "bad_parameter", "a report takes window and tag only",
@@ -66,7 +66,7 @@ def post_report() -> tuple[Response, int]:
     if tag is not None and not (isinstance(tag, str) and _TAG.fullmatch(tag)):
         raise _bad("tag", "tag must be a rule tag: 1 to 64 of A-Z a-z 0-9 _ . : -", tag)
     task_id = _task_ids().new(utcnow())
-    get_stable_rates_html.apply_async(args=(window, tag), task_id=task_id)  # the reports queue
+    dispatch.stability_report(task_id, window, tag)
     response = jsonify(task_id=task_id, state="PENDING")
     response.headers["Location"] = f"{api.url_prefix}/reports/{task_id}"
     return response, 202
@@ -77,23 +77,21 @@ def post_report() -> tuple[Response, int]:
 @documented(ReportState, 202, answers={200: "text/html"})
 def get_report(task_id: str) -> Response | tuple[Response, int]:
     """The report's HTML once done (200 text/html); its state while not (202); 404 if unknown."""
-    celery = current_app.extensions["celery"]
     issued = _task_ids().issued_at(task_id)
-    if issued is None or utcnow() - issued > _result_lifetime(celery.conf.result_expires):
+    if issued is None or utcnow() - issued > _result_lifetime(celery().conf.result_expires):
         raise ApiError(
             404, "not_found",
             "no report task has this id, or its result has expired:"
             " start one with POST /api/v1/reports",
         )  # fmt: skip
-    result: AsyncResult[Any] = AsyncResult(task_id, app=celery)
-    state = result.state
-    if state == "SUCCESS":
-        return Response(str(result.result), mimetype="text/html")
-    if state == "FAILURE":
-        problem = result.result
+    found = dispatch.task_state(celery(), task_id)
+    if found.state == "SUCCESS":
+        return Response(str(found.result), mimetype="text/html")
+    if found.state == "FAILURE":
+        problem = found.problem
         raise ApiError(500, "report_failed",
                        f"the report failed: {type(problem).__name__}: {problem}")  # fmt: skip
-    return jsonify(task_id=task_id, state=state), 202
+    return jsonify(task_id=task_id, state=found.state), 202
 
 
 def _result_lifetime(expires: Any) -> timedelta:

@@ -25,6 +25,7 @@ from rulewatch.runtime import Runtime
 from rulewatch.schemas import FieldError
 from rulewatch.services.tokens import authenticate_token
 from rulewatch.services.users import verify_password
+from rulewatch.web.common import rt
 from rulewatch.web.errors import ApiError
 from rulewatch.web.login_throttle import LoginThrottle, storage_uri
 
@@ -72,23 +73,18 @@ def required_role(view: Callable[..., Any] | None) -> str | None:
 
 def init_app(app: Flask) -> None:
     """Session cookies, Flask-Login's loaders and the sign-in throttle for ``app``."""
-    rt: Runtime = app.extensions["rulewatch"]
+    runtime: Runtime = app.extensions["rulewatch"]
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=rt.settings.base_url.startswith("https://"),
+        SESSION_COOKIE_SECURE=runtime.settings.base_url.startswith("https://"),
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
     manager = LoginManager()
     manager.user_loader(_from_session)
     manager.request_loader(_from_bearer_token)
     manager.init_app(app, add_context_processor=False)
-    app.extensions["login_throttle"] = LoginThrottle(storage_uri(rt.settings))
-
-
-def _rt() -> Runtime:
-    rt: Runtime = current_app.extensions["rulewatch"]
-    return rt
+    app.extensions["login_throttle"] = LoginThrottle(storage_uri(runtime.settings))
 
 
 def session_fingerprint(user: User) -> str:
@@ -109,7 +105,7 @@ def _from_session(session_id: str) -> Principal | None:
     user_id, _, fingerprint = session_id.partition(":")
     if not (user_id.isascii() and user_id.isdecimal() and len(user_id) <= 10):
         return None
-    with _rt().factory() as session:
+    with rt().factory() as session:
         user = session.get(User, int(user_id))
         if user is None or session_fingerprint(user) != fingerprint:
             return None
@@ -120,7 +116,7 @@ def _from_bearer_token(_request: Any) -> Principal | None:
     text = _bearer(request.headers.get("Authorization", ""))
     if text is None:
         return None
-    with transaction(_rt().factory) as session:
+    with transaction(rt().factory) as session:
         token = authenticate_token(session, text, utcnow())
         return None if token is None else principal_of(token.user, "token", token.id)
 
@@ -163,7 +159,7 @@ def password_sign_in(name: str, password: str) -> Principal:
     if wait:
         message = f"too many sign-in attempts from this address: try again in {wait} s"
         raise SignInRefused(message, wait)
-    with transaction(_rt().factory) as session:
+    with transaction(rt().factory) as session:
         user = verify_password(session, name, password, utcnow())
         principal = sign_in(user) if user is not None else None
     if principal is None:
@@ -177,7 +173,7 @@ def sign_out() -> None:
     (their fingerprint changes), so a stolen cookie dies with the sign-out."""
     if current_user.is_authenticated and caller().via == "session":
         user_id = caller().id
-        with transaction(_rt().factory) as session:
+        with transaction(rt().factory) as session:
             session.execute(
                 update(User)
                 .where(User.id == user_id)

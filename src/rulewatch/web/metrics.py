@@ -33,6 +33,7 @@ from rulewatch.services.metrics import (
     RollupSums,
     deployment_figures,
 )
+from rulewatch.web.common import rt
 
 CACHE_S = 5.0
 COLLECTOR = "rulewatch_metrics"
@@ -119,7 +120,7 @@ def _add_collector(state: BlueprintSetupState) -> None:
 @metrics.get("/metrics")
 def scrape() -> Response:
     """Every figure, for Prometheus (or OpenMetrics when the scraper asks for it)."""
-    runtime: Runtime = current_app.extensions["rulewatch"]
+    runtime = rt()
     token = runtime.settings.metrics_token
     if token and not _bearer_is(request.headers.get("Authorization", ""), token):
         return Response(

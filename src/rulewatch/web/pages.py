@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, redirect, request, url_for
+from flask import Blueprint, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
-from rulewatch.runtime import Runtime
+from rulewatch.web.common import rt
 
 pages = Blueprint("pages", __name__)
-
-
-def _rt() -> Runtime:
-    rt: Runtime = current_app.extensions["rulewatch"]
-    return rt
 
 
 @pages.get("/reports/stability")
@@ -27,7 +22,7 @@ def old_report_page() -> ResponseReturnValue:
 def healthz() -> tuple[dict[str, str], int]:
     """Liveness and database reachability."""
     try:
-        with _rt().engine.connect() as conn:
+        with rt().engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # health must answer, whatever is broken
         return {"status": "error", "database": type(exc).__name__}, 503

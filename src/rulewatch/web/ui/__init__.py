@@ -6,25 +6,22 @@ Every page needs a signed-in user except the login page; a page may ask for a ro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request
+from flask import Blueprint, Flask, Response, redirect, render_template, request
 from flask import url_for as flask_url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy.orm import Session
 
-from rulewatch.db import transaction
 from rulewatch.domain.access import may
 from rulewatch.models import utcnow
-from rulewatch.runtime import Runtime
 from rulewatch.web.auth import Principal, caller
+from rulewatch.web.common import rt
 
 ui = Blueprint("ui", __name__)
 OPEN_ENDPOINTS = frozenset({"ui.login", "static"})
@@ -79,8 +76,7 @@ def _security_headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    rt: Runtime = current_app.extensions["rulewatch"]
-    if rt.settings.base_url.startswith("https://"):
+    if rt().settings.base_url.startswith("https://"):
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if response.mimetype == "text/html" and request.blueprint == "ui":
         response.headers.setdefault("Cache-Control", "no-store")  # pages show private data
@@ -100,19 +96,6 @@ def _signed_in() -> ResponseReturnValue | None:
 def _csrf_error(exc: CSRFError) -> tuple[str, int]:
     message = f"{exc.description} Go back, reload the page and send the form again."
     return render_template("ui/error.html", title="Form expired", message=message), 400
-
-
-def rt() -> Runtime:
-    """The Runtime of the app serving this request."""
-    runtime: Runtime = current_app.extensions["rulewatch"]
-    return runtime
-
-
-@contextmanager
-def write() -> Iterator[Session]:
-    """A session whose changes commit when the block ends (and roll back on an exception)."""
-    with transaction(rt().factory) as session:
-        yield session
 
 
 def page_role(needed: str) -> Callable[[View], View]:

@@ -50,7 +50,8 @@ from rulewatch.services.users import (
     list_users,
 )
 from rulewatch.web.auth import caller
-from rulewatch.web.ui import page_role, rt, ui, write
+from rulewatch.web.common import rt, write
+from rulewatch.web.ui import page_role, ui
 from rulewatch.web.ui.forms import (
     DataSourceForm,
     NewTokenForm,

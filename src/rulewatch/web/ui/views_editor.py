@@ -9,14 +9,14 @@ from flask import abort, flash, jsonify, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import IntegrityError
 
+from rulewatch import dispatch
 from rulewatch.models import utcnow
-from rulewatch.schemas import FieldError, RuleInvalid
+from rulewatch.schemas import FieldError, RuleInvalid, validate_rule
 from rulewatch.services.datasources import datasource_names
 from rulewatch.services.rules import RuleNotFound, change_rule, create_rule, get_rule, spec_of
 from rulewatch.services.rules import import_rules as import_all
-from rulewatch.tasks import enqueue_notifications
-from rulewatch.web.api_drafts import queue_try_rule
-from rulewatch.web.ui import page_role, rt, ui, write
+from rulewatch.web.common import rt, write
+from rulewatch.web.ui import page_role, ui
 from rulewatch.web.ui.rule_form import ImportForm, RuleForm
 
 NAME_TAKEN = "another rule took this name while this one was saved: choose another name"
@@ -67,7 +67,7 @@ def edit_rule(rule_id: int) -> ResponseReturnValue:
     except IntegrityError:
         form.show_errors([FieldError("name", NAME_TAKEN)])
         return _editor(form, rule_id)
-    enqueue_notifications(ids)
+    dispatch.notifications(ids)
     flash("Rule saved.", "success")
     return redirect(url_for("ui.rule", rule_id=rule_id))
 
@@ -133,7 +133,7 @@ def test_run() -> ResponseReturnValue:
     if not form.validate():
         return jsonify(errors=form.errors), 400
     try:
-        task_id = queue_try_rule(form.to_spec())
+        task_id = dispatch.try_draft(rt().settings, validate_rule(form.to_spec()))
     except RuleInvalid as exc:
         form.show_errors(exc.errors)
         return jsonify(errors={k: v for k, v in form.errors.items() if v}), 422

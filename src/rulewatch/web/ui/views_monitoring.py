@@ -11,10 +11,9 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rulewatch.models import Incident, Rule, utcnow
+from rulewatch.models import Incident, utcnow
 from rulewatch.schemas import FieldError, MaintenanceInvalid
 from rulewatch.services.alerts import failing_reasons, recent_incidents
 from rulewatch.services.maintenance import (
@@ -25,8 +24,9 @@ from rulewatch.services.maintenance import (
     window_to_dict,
 )
 from rulewatch.services.notifications import recent_notifications
-from rulewatch.services.rules import RuleNotFound, get_rule
-from rulewatch.web.ui import page_role, rt, ui, write
+from rulewatch.services.rules import RuleNotFound, get_rule, rule_names
+from rulewatch.web.common import rt, write
+from rulewatch.web.ui import page_role, ui
 from rulewatch.web.ui.forms import MaintenanceForm
 
 OPEN_INCIDENTS = 200
@@ -129,8 +129,7 @@ def _maintenance_page(form: MaintenanceForm) -> str:
     with rt().factory() as session:
         windows = [_window(window_to_dict(w, now)) for w in list_windows(session)]
         ids = {w["rule_id"] for w in windows if w["rule_id"] is not None}
-        named = session.execute(select(Rule.id, Rule.name).where(Rule.id.in_(ids)))
-        rules = {rule_id: name for rule_id, name in named}
+        rules = rule_names(session, ids)
     return render_template("ui/maintenance.html", title="Maintenance", windows=windows,
                            rules=rules, form=form)  # fmt: skip
 

@@ -9,10 +9,11 @@ from flask import Response, abort, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from rulewatch.models import utcnow
-from rulewatch.services.reports import rendered_stability_html
+from rulewatch.services.reports import rendered_stability_html, shared_stability_report
 from rulewatch.services.rules import all_tags, tag_in_use
-from rulewatch.services.stability import StabilityReport, stability_report, worst_first_key
-from rulewatch.web.ui import page_number, page_role, rt, ui
+from rulewatch.services.stability import StabilityReport, worst_first_key
+from rulewatch.web.common import rt
+from rulewatch.web.ui import page_number, page_role, ui
 
 WINDOWS = ("1h", "24h", "7d", "30d", "90d")
 PER_PAGE = 100
@@ -29,12 +30,7 @@ def _report(window: str, tag: str | None) -> StabilityReport:
         with runtime.factory() as session:
             if not tag_in_use(session, tag):
                 abort(404)
-
-    def compute() -> StabilityReport:
-        with runtime.factory() as session:
-            return stability_report(session, window, utcnow(), tag)
-
-    return runtime.reports.get((window, tag), utcnow(), compute)
+    return shared_stability_report(runtime.reports, runtime.factory, window, tag, utcnow())
 
 
 @ui.get("/report")

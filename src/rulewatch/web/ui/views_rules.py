@@ -8,20 +8,25 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from celery.result import AsyncResult
-from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rulewatch import dispatch
 from rulewatch.domain.stability import parse_window
-from rulewatch.models import Rule, Verification, utcnow
+from rulewatch.models import Rule, utcnow
 from rulewatch.services.alerts import recent_incidents
-from rulewatch.services.dashboard import history, rates_by_window, sparklines
+from rulewatch.services.dashboard import (
+    history,
+    rates_by_window,
+    recent_verifications,
+    sparklines,
+)
 from rulewatch.services.rules import (
     RULE_STATUSES,
     RuleNotFound,
     all_tags,
+    any_rule,
     change_rule,
     get_rule,
     list_rules,
@@ -29,9 +34,8 @@ from rulewatch.services.rules import (
     rule_status,
     spec_of,
 )
-from rulewatch.tasks import enqueue_notifications
-from rulewatch.web.api import queue_manual_verification
-from rulewatch.web.ui import page_number, page_role, rt, ui, write
+from rulewatch.web.common import celery, rt, write
+from rulewatch.web.ui import page_number, page_role, ui
 from rulewatch.web.ui.charts import history_chart, sparkline
 
 TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -88,13 +92,13 @@ def dashboard() -> ResponseReturnValue:
         ids = [r.id for r in rules]
         rates = rates_by_window(session, ids, now, RATE_WINDOWS)
         sparks = sparklines(session, ids, now)
-        any_rule = total > 0 or session.scalar(select(Rule.id).limit(1)) is not None
+        some_rule = total > 0 or any_rule(session)
         rows = [_row(r, rates.get(r.id, {}), sparks.get(r.id, [])) for r in rules]
         tags = all_tags(session)
     pages = max(1, math.ceil(total / PER_PAGE))
     return render_template(
         "ui/dashboard.html", title="Rules", rows=rows, total=total, filters=filters,
-        pages=pages, tags=tags, any_rule=any_rule, windows=RATE_WINDOWS,
+        pages=pages, tags=tags, any_rule=some_rule, windows=RATE_WINDOWS,
         statuses=RULE_STATUSES,
     )  # fmt: skip
 
@@ -119,12 +123,7 @@ def rule(rule_id: int) -> ResponseReturnValue:
         found = _rule_or_404(session, rule_id)
         rates = rates_by_window(session, [rule_id], now, RATE_WINDOWS).get(rule_id, {})
         points = history(session, rule_id, window, now)
-        recent = session.scalars(
-            select(Verification)
-            .where(Verification.rule_id == rule_id)
-            .order_by(Verification.started_at.desc())
-            .limit(RECENT_VERIFICATIONS)
-        ).all()
+        recent = recent_verifications(session, rule_id, RECENT_VERIFICATIONS)
         incidents = recent_incidents(session, 10, False, rule_id)
         context = {
             "rule": found, "spec": spec_of(found), "status": rule_status(found),
@@ -136,29 +135,10 @@ def rule(rule_id: int) -> ResponseReturnValue:
         return render_template("ui/rule.html", title=found.name, **context)
 
 
-@dataclass(frozen=True)
-class TaskView:
-    """A task's state as the rule page first shows it (the script then follows it)."""
-
-    id: str
-    state: str
-    result: Any
-    error: str | None
-
-    @property
-    def ready(self) -> bool:
-        """True once the task has ended (a result or a failure)."""
-        return self.state in ("SUCCESS", "FAILURE", "REVOKED")
-
-
-def _task(task_id: str) -> TaskView | None:
-    if not TASK_ID.fullmatch(task_id):
-        return None
-    result: AsyncResult[Any] = AsyncResult(task_id, app=current_app.extensions["celery"])
-    state = result.state
-    value = result.result if state == "SUCCESS" else None
-    error = repr(result.result) if state == "FAILURE" else None
-    return TaskView(task_id, state, value if isinstance(value, dict) else None, error)
+def _task(task_id: str) -> dispatch.TaskState | None:
+    """The verify-now task the page was sent back with, as it first shows it (the script then
+    follows it)."""
+    return dispatch.task_state(celery(), task_id) if TASK_ID.fullmatch(task_id) else None
 
 
 def _rule_or_404(session: Session, rule_id: int) -> Rule:
@@ -173,7 +153,7 @@ def _rule_or_404(session: Session, rule_id: int) -> Rule:
 def verify_rule(rule_id: int) -> ResponseReturnValue:
     """Verify now through the interactive queue; the page follows the task until it ends."""
     try:
-        task_id = queue_manual_verification(rule_id)
+        task_id = dispatch.verify_now(rt(), rule_id)
     except RuleNotFound:
         abort(404)
     if request.accept_mimetypes.best == "application/json":
@@ -193,7 +173,7 @@ def set_enabled(rule_id: int) -> ResponseReturnValue:
         ids = change_rule(
             session, found, {"enabled": enable}, utcnow(), settings.alerts, settings.base_url
         )
-    enqueue_notifications(ids)  # pausing resolves an open incident: its email goes now
+    dispatch.notifications(ids)  # pausing resolves an open incident: its email goes now
     flash(f"{name} {'resumed' if enable else 'paused'}.", "success")
     return redirect(url_for("ui.rule", rule_id=rule_id))
 
@@ -207,6 +187,6 @@ def delete_rule(rule_id: int) -> ResponseReturnValue:
         found = _rule_or_404(session, rule_id)
         name = found.name
         ids = remove_rule(session, found, settings.alerts, settings.base_url)
-    enqueue_notifications(ids)
+    dispatch.notifications(ids)
     flash(f"Deleted {name} and its history.", "success")
     return redirect(url_for("ui.dashboard"))

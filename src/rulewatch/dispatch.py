@@ -1,0 +1,168 @@
+"""How work is queued: queue, priority, time limits and countdown, decided here for every caller.
+
+The web API, the pages, the CLI and the tasks ask this module to queue work, by task name
+(`celery_app` declares the queues and routes those names to them once). Messages go through
+Celery's current app: the one `create_app` made, or the worker's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from celery import Celery, Signature, chain, group, signature
+from celery.result import AsyncResult
+from kombu.exceptions import OperationalError as BrokerError
+
+from rulewatch.celery_app import MAX_PRIORITY
+from rulewatch.config import Settings
+from rulewatch.runtime import Runtime
+from rulewatch.schemas import RuleSpec
+from rulewatch.services.rules import get_rule
+from rulewatch.services.scheduling import MAX_CHECK_S, Claim
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+ENDED = ("SUCCESS", "FAILURE", "REVOKED")
+Item = tuple[int, str, str | None]  # rule id, verification id, due time (ISO) of a verify_batch
+
+
+def priority(settings: Settings, urgent: bool) -> int:
+    """Message priority: Redis serves 0 first, AMQP serves the highest number first."""
+    if settings.broker_url.startswith(("redis", "rediss")):
+        return 0 if urgent else 6
+    return MAX_PRIORITY if urgent else 3
+
+
+def time_limits(timeout_s: float) -> dict[str, Any]:
+    """Celery time limits for checks that may take ``timeout_s``: soft first, then hard."""
+    return {"soft_time_limit": timeout_s + 15, "time_limit": timeout_s + 30}
+
+
+def verify_now(runtime: Runtime, rule_id: int, countdown_s: float = 0) -> str:
+    """Queue a manual verification of a rule, urgent, on the interactive queue; its task id.
+
+    The task id is also the verification's id, so the result can be found either way.
+    RuleNotFound if there is no such rule.
+    """
+    with runtime.factory() as session:
+        timeout_s = float(get_rule(session, rule_id).target.get("timeout_s", 10))
+    task_id = str(uuid.uuid4())
+    task = _interactive(runtime.settings, "rulewatch.verify", (rule_id, task_id), timeout_s)
+    task.apply_async(task_id=task_id, countdown=countdown_s)
+    return task_id
+
+
+def try_draft(settings: Settings, draft: RuleSpec) -> str:
+    """Queue the test run of a valid draft rule, urgent, on the interactive queue; its task id."""
+    spec = draft.model_dump(mode="json")
+    task = _interactive(settings, "rulewatch.try_rule", (spec,), draft.timeout_s)
+    return str(task.apply_async().id)
+
+
+def _interactive(
+    settings: Settings, name: str, args: tuple[Any, ...], timeout_s: float
+) -> Signature[Any]:
+    """Someone waits for it: the interactive queue, urgent, within the check's time limits."""
+    urgent = priority(settings, urgent=True)
+    options = {"queue": "interactive", "priority": urgent, **time_limits(timeout_s)}
+    return signature(name, args=args, options=options)
+
+
+def verify_every_rule() -> str:
+    """Queue a verification of every enabled rule now, through the scheduler; its task id."""
+    return str(signature("rulewatch.verify_all_rules", kwargs={"force": True}).apply_async().id)
+
+
+def claimed_runs(settings: Settings, claims: Sequence[Claim], tick: str | None = None) -> None:
+    """Send a tick's claimed runs as one group: single `verify` tasks, or `verify_batch` chunks."""
+    normal = priority(settings, urgent=False)
+    chunks = _chunks(claims, settings.chunk_size)
+    group(_claimed_chunk(chunk, tick).set(priority=normal) for chunk in chunks).apply_async()
+
+
+def _claimed_chunk(chunk: Sequence[Claim], tick: str | None) -> Any:
+    limits = time_limits(max(c.timeout_s for c in chunk))
+    if len(chunk) == 1:
+        c = chunk[0]
+        args = (c.rule_id, c.verification_id, c.due.isoformat(), tick)
+        return signature("rulewatch.verify", args=args).set(**limits)
+    items = [(c.rule_id, c.verification_id, c.due.isoformat()) for c in chunk]
+    return signature("rulewatch.verify_batch", args=(items, tick)).set(**limits)
+
+
+def unscheduled_runs(settings: Settings, rule_ids: Iterable[int]) -> int:
+    """Send runs of these rules now, outside their schedule, in `verify_batch` chunks; how many."""
+    items: list[Item] = [(rule_id, str(uuid.uuid4()), None) for rule_id in rule_ids]
+    limits = time_limits(MAX_CHECK_S)
+    batches = [signature("rulewatch.verify_batch", args=(c,), options=limits)
+               for c in _chunks(items, settings.chunk_size)]  # fmt: skip
+    if batches:
+        group(batches).apply_async()
+    return len(items)
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def stability_report(task_id: str, window: str, tag: str | None) -> None:
+    """Queue the stability report's HTML on the reports queue under ``task_id``."""
+    signature("rulewatch.get_stable_rates_html", args=(window, tag)).apply_async(task_id=task_id)
+
+
+def digest(emails: Sequence[str], window: str) -> str:
+    """Queue the digest: render the report (reports queue), then email it (alerts queue)."""
+    steps = chain(
+        signature("rulewatch.get_stable_rates_html", args=(window,)),
+        signature("rulewatch.queue_digest", args=(list(emails), window)),
+    )
+    return str(steps.apply_async().id)
+
+
+def notifications(ids: Sequence[int], countdown_s: float = 0) -> None:
+    """Ask the alerts workers to send these outbox rows after ``countdown_s``.
+
+    The rows are committed: if the broker cannot take the messages now, nothing is lost,
+    beat's relay enqueues them later, so this never fails its caller.
+    """
+    try:
+        for notification_id in ids:
+            send = signature("rulewatch.send_notification", args=(notification_id,))
+            send.apply_async(countdown=countdown_s)
+    except (BrokerError, ConnectionError) as exc:
+        log.warning("could not enqueue notifications %s now (%s); beat will relay them", ids, exc)
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """A queued task as the result backend knows it, under Celery's state names."""
+
+    id: str
+    state: str
+    result: Any = None  # the task's return value, once SUCCESS
+    problem: Any = None  # the exception of a FAILURE, or the one a RETRY waits out
+
+    @property
+    def ready(self) -> bool:
+        """True once the task has ended (a result or a failure)."""
+        return self.state in ENDED
+
+    @property
+    def error(self) -> str | None:
+        """What went wrong, for a person: the problem's repr, if any."""
+        return None if self.problem is None else repr(self.problem)
+
+
+def task_state(app: Celery[Any], task_id: str) -> TaskState:
+    """Task ``task_id``'s state (PENDING when the backend never heard of it) and outcome."""
+    found: AsyncResult[Any] = AsyncResult(task_id, app=app)
+    state = found.state
+    if state == "SUCCESS":
+        return TaskState(task_id, state, result=found.result)
+    if state in ("FAILURE", "RETRY"):
+        return TaskState(task_id, state, problem=found.result)
+    return TaskState(task_id, state)
