@@ -29,8 +29,8 @@ from bench.nginx import start_nginx  # noqa: E402
 from bench.procstat import usage  # noqa: E402
 from bench.throughput import PG_ADMIN, free_port, wait_port  # noqa: E402
 from rulewatch import create_app  # noqa: E402
-from rulewatch.dispatch import priority  # noqa: E402
 from rulewatch.config import load_settings  # noqa: E402
+from rulewatch.dispatch import priority  # noqa: E402
 from rulewatch.domain.schedule import Schedule, first_due  # noqa: E402
 from rulewatch.migrate import upgrade  # noqa: E402
 from rulewatch.models import Rule  # noqa: E402

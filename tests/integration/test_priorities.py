@@ -9,9 +9,9 @@ import redis
 from sqlalchemy import select
 
 from rulewatch import create_app
-from rulewatch.dispatch import priority
 from rulewatch.config import load_settings
 from rulewatch.db import transaction
+from rulewatch.dispatch import priority
 from rulewatch.migrate import upgrade
 from rulewatch.models import Verification, utcnow
 from rulewatch.services.rules import create_rule
