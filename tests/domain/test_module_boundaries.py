@@ -9,7 +9,6 @@ from pathlib import Path
 import rulewatch
 
 PACKAGE = Path(rulewatch.__file__).parent
-STILL_PRIVATE = {"_do_verify"}  # being renamed verify_one (issue 11, item 4): then remove it
 
 
 def _imports(path: Path) -> Iterator[tuple[str, str]]:
@@ -33,10 +32,7 @@ def test_it_finds_no_private_name_imported_from_another_module() -> None:
         f"{_name(path)} imports {name} from {module}"
         for path in _sources()
         for module, name in _imports(path)
-        if name.startswith("_")
-        and not name.startswith("__")
-        and module != _name(path)
-        and name not in STILL_PRIVATE
+        if name.startswith("_") and not name.startswith("__") and module != _name(path)
     ]
     assert private == []
 
