@@ -24,7 +24,7 @@ from rulewatch.models import Verification
 from rulewatch.services.verification import Job, verification_to_dict, verify_jobs
 from rulewatch.shapes import DraftVerification, VerificationOut, answer
 from tests.api.sample_data import Sample, make_sample
-from tests.auth import PASSWORD, add_user
+from tests.auth import PASSWORD, add_user, token_for
 
 DOCUMENT = "/api/v1/openapi.json"
 SCHEMAS = "#/components/schemas/"
@@ -154,6 +154,28 @@ def test_it_answers_every_documented_operation_as_the_document_says(app: Flask) 
             empty = [k for k, v in response.get_json().items() if isinstance(v, list) and not v]
             assert not empty, f"{path} answered no rows in {empty}"
         schema[path][method].validate_response(response)
+
+
+def test_it_answers_errors_as_the_document_says(app: Flask) -> None:
+    schema = schemathesis.openapi.from_wsgi(DOCUMENT, app)
+    admin, anonymous = app.test_client(), app.test_client(token=None)
+    viewer = app.test_client(token=token_for(app, "shape-viewer", "viewer"))
+    me = f"/api/v1/users/{admin.get('/api/v1/me').get_json()['id']}"
+    bad = {**RULE, "conditions": ["[X] = 1"]}
+    errors = [
+        ("POST", "/api/v1/rules", admin.post("/api/v1/rules", json=bad), 422),
+        ("POST", "/api/v1/rules", viewer.post("/api/v1/rules", json=RULE), 403),
+        ("GET", "/api/v1/rules", anonymous.get("/api/v1/rules"), 401),
+        ("GET", "/api/v1/rules/{rule_id}", admin.get("/api/v1/rules/999"), 404),
+        ("GET", "/api/v1/rules", admin.get("/api/v1/rules?limit=0"), 400),
+        ("PATCH", "/api/v1/users/{user_id}", admin.patch(me, json={"role": "viewer"}), 409),
+    ]  # fmt: skip
+    for method, path, response, status in errors:
+        assert response.status_code == status, (method, path, response.get_json())
+        schema[path][method].validate_response(response)
+    problem = errors[0][2].get_json()["error"]["errors"][0]
+    assert set(problem) == {"field", "message", "position"}
+    assert {"required_role", "role"} <= set(errors[1][2].get_json()["error"])
 
 
 def test_every_object_an_answer_may_hold_is_closed_to_other_fields(app: Flask) -> None:
