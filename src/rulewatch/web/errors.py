@@ -7,6 +7,7 @@ from typing import Any
 from flask import Response, jsonify
 
 from rulewatch.schemas import FieldError
+from rulewatch.shapes import ErrorBody, answer
 
 
 class ApiError(Exception):
@@ -36,6 +37,6 @@ def error_response(exc: ApiError) -> tuple[Response, int]:
     body: dict[str, Any] = {"code": exc.code, "message": exc.message, **exc.details}
     if exc.errors:
         body["errors"] = [e.as_dict() for e in exc.errors]
-    response = jsonify(error=body)
+    response = jsonify(answer(ErrorBody, error=body))
     response.headers.update(exc.headers)
     return response, exc.status
