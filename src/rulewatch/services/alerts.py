@@ -58,8 +58,6 @@ def record_alerts(
 
     Runs in a maintenance window leave the state as it was: a failure during planned work
     neither opens, reminds nor resolves, and counting resumes where it stood afterwards.
-    Alerts of a scheduled tick get one row per recipient, keyed by the email transport so
-    the sender can merge the tick's alerts for that recipient into one email.
     """
     table: Table = Rule.__table__  # type: ignore[assignment]
     states, rows = [], []
@@ -74,16 +72,7 @@ def record_alerts(
         for event in events:
             _track_incident(session, outcome.rule_id, outcome.rule_name, event)
         for event in events if recipients else ():
-            if outcome.tick is None:
-                rows.append(_notification(outcome, event, recipients, base_url))
-            else:
-                group = TRANSPORTS["email"].group_key
-                rows += [
-                    _notification(
-                        outcome, event, [to], base_url, group(event.kind, outcome.tick, to)
-                    )
-                    for to in dict.fromkeys(recipients)
-                ]
+            rows += _email_rows(outcome, event, recipients, base_url)
     if states:
         session.execute(
             update(table)
@@ -110,7 +99,9 @@ def close_incident(
         return []
     outcome = Outcome(rule.id, rule.name, rule.alert, None, "pass", utcnow(), [], None)
     notifications = [
-        Notification(**_notification(outcome, event, recipients, base_url)) for event in events
+        Notification(**row)
+        for event in events
+        for row in _email_rows(outcome, event, recipients, base_url)
     ]
     session.add_all(notifications)
     session.flush()
@@ -171,6 +162,20 @@ def incident_to_dict(i: Incident) -> dict[str, Any]:
         state="open" if i.resolved_at is None else "resolved", opened_at=i.opened_at,
         resolved_at=i.resolved_at, resolve_reason=i.resolve_reason,
     )  # fmt: skip
+
+
+def _email_rows(
+    outcome: Outcome, event: Event, recipients: list[str], base_url: str
+) -> list[dict[str, Any]]:
+    """One row for all recipients; for a scheduled tick's alerts, one row per recipient,
+    keyed by the email transport so the tick's alerts to a recipient go as one email."""
+    if outcome.tick is None:
+        return [_notification(outcome, event, recipients, base_url)]
+    group_key = TRANSPORTS["email"].group_key
+    return [
+        _notification(outcome, event, [to], base_url, group_key(event.kind, outcome.tick, to))
+        for to in dict.fromkeys(recipients)
+    ]
 
 
 def _notification(
