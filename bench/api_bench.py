@@ -6,7 +6,10 @@ checks both endpoints in process (Flask test client, with a breakdown of where t
 goes), then serves the app with ``python -m rulewatch web --workers 2`` (gunicorn; --gunicorn
 tries other settings) and, for each endpoint, sends W warm-up requests and R timed ones from
 an aiohttp client keeping C requests in flight, then (--sequential) some one at a time: the
-service time without queueing. Prints progress on stderr and a JSON dict last.
+service time without queueing. Last, the stability endpoint served with the report cache
+off (RULEWATCH_REPORT_CACHE_S=0), --uncached requests one at a time: the cost of a report
+computed for the request, which the cached figure hides. Prints progress on stderr and a
+JSON dict last.
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    "RULEWATCH_RESULT_BACKEND": "cache+memory://"}  # fmt: skip
             auth = {"Authorization": f"Bearer {_viewer_token(env)}"}
             in_process = _in_process(env, db, args, auth)
-            served = _served(env, home, args, auth)
+            served = _served(env, home, args, auth, ENDPOINTS)
+            uncached = _uncached(env, home, args, auth)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     endpoints = {name: {**served[name], "in_process": in_process[name]} for name in ENDPOINTS}
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **{key: {"p50_ms": e["latency_ms"]["p50"], "p95_ms": e["latency_ms"]["p95"],
                  "max_ms": e["latency_ms"]["max"], "bytes": e["response_bytes"],
                  "requests_per_s": e["requests_per_s"]} for key, e in short.items()},
+        "stability_uncached": uncached,
         "endpoints": endpoints, "cpu_s": served["cpu_s"], "goal_p95_ms": GOAL_P95_MS,
         "meets_goal": all(e["latency_ms"]["p95"] <= GOAL_P95_MS for e in endpoints.values()),
     }  # fmt: skip
@@ -158,8 +163,29 @@ def _profile(call: Callable[[], Any], name: str) -> None:
     say(f"--- profile of one in-process {name} request ---\n{text.getvalue()}")
 
 
-def _served(
+def _uncached(
     env: dict[str, str], home: Path, args: argparse.Namespace, auth: dict[str, str]
+) -> dict[str, Any]:
+    """The stability endpoint with the report cache off: every request computes the report.
+
+    One request at a time, since concurrent readers of a report being computed share it.
+    """
+    env = {**env, "RULEWATCH_REPORT_CACHE_S": "0"}
+    one = argparse.Namespace(**{**vars(args), "repeat": args.uncached, "warmup": 2,
+                                "concurrency": 1, "sequential": 0})  # fmt: skip
+    endpoint = {"stability_30d": ENDPOINTS["stability_30d"]}
+    result = _served(env, home, one, auth, endpoint)["stability_30d"]
+    ms = result["latency_ms"]
+    return {"path": result["path"], "report_cache_s": 0, "concurrency": 1, "p50_ms": ms["p50"],
+            "p95_ms": ms["p95"], "max_ms": ms["max"], "latency_ms": ms}  # fmt: skip
+
+
+def _served(
+    env: dict[str, str],
+    home: Path,
+    args: argparse.Namespace,
+    auth: dict[str, str],
+    endpoints: dict[str, str],
 ) -> dict[str, Any]:
     """Serve with gunicorn in a subprocess and load each endpoint over HTTP."""
     port = free_port()
@@ -178,7 +204,7 @@ def _served(
             except RuntimeError:
                 say(log_path.read_text(errors="replace")[-3000:])
                 raise
-            return asyncio.run(_load_all(base, proc.pid, args, auth))
+            return asyncio.run(_load_all(base, proc.pid, args, auth, endpoints))
         finally:
             proc.terminate()
             try:
@@ -189,14 +215,18 @@ def _served(
 
 
 async def _load_all(
-    base: str, server_pid: int, args: argparse.Namespace, auth: dict[str, str]
+    base: str,
+    server_pid: int,
+    args: argparse.Namespace,
+    auth: dict[str, str],
+    endpoints: dict[str, str],
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"cpu_s": {}}
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     timeout = aiohttp.ClientTimeout(total=120)
     client = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=auth)
     async with client as session:
-        for name, path in ENDPOINTS.items():
+        for name, path in endpoints.items():
             await _load(session, base + path, args.warmup, args.concurrency)
             cpu0 = _cpu(server_pid)
             t0 = time.perf_counter()
@@ -283,6 +313,10 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--days", type=int, default=30, help="days of synthetic rollups")
     parser.add_argument("--inproc", type=int, default=10, help="in-process timed requests")
+    parser.add_argument(
+        "--uncached", type=int, default=30,
+        help="stability requests with RULEWATCH_REPORT_CACHE_S=0, one at a time",
+    )  # fmt: skip
     return parser
 
 

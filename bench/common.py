@@ -8,7 +8,6 @@ must add up to exactly the hourly totals (``rollup_totals``), which the benches 
 
 from __future__ import annotations
 
-import os
 import socket
 import statistics
 import sys
@@ -26,11 +25,10 @@ from sqlalchemy import Engine, create_engine, insert, text
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from bench.database import scratch_database  # noqa: E402
 from rulewatch.migrate import upgrade  # noqa: E402
 from rulewatch.models import Rule  # noqa: E402
-from tests.conftest import drop_database, fresh_database  # noqa: E402
 
-PG_ADMIN = os.environ.get("RULEWATCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PER_HOUR = 60  # verifications per rule per hour: a 60 s interval
 NO_DATA_EVERY = 500  # every 500th rule has no rollups at all ("no data" in the report)
 TARGETS = (0.95, 0.99, 0.999)
@@ -148,8 +146,7 @@ def bench_database(
 
     The database is dropped on the way out, whatever happened inside.
     """
-    url, name = fresh_database(PG_ADMIN)
-    try:
+    with scratch_database() as url:
         t0 = time.perf_counter()
         upgrade(url)
         now = now or datetime.now(UTC)
@@ -166,8 +163,6 @@ def bench_database(
         if log:
             say(f"{hourly} hourly and {daily} daily rollups, setup {setup_s:.1f} s, MB {sizes}")
         yield BenchDatabase(url, now, rules, days, hourly, daily, round(setup_s, 1), sizes)
-    finally:
-        drop_database(PG_ADMIN, name)
 
 
 def report_now(hour: int | None) -> datetime:
@@ -218,6 +213,18 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    """Wait until something listens on ``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
 
 
 def wait_http(url: str, timeout: float = 60, alive: Any = None) -> None:

@@ -31,7 +31,8 @@ from sqlalchemy import Engine, create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import PG_ADMIN, make_rules, say, summary_ms  # noqa: E402
+from bench.common import make_rules, say, summary_ms  # noqa: E402
+from bench.database import scratch_database  # noqa: E402
 from rulewatch import create_app  # noqa: E402
 from rulewatch.config import load_settings  # noqa: E402
 from rulewatch.migrate import upgrade  # noqa: E402
@@ -42,7 +43,6 @@ from rulewatch.services.metrics import (  # noqa: E402
     kind_sums_query,
 )
 from rulewatch.web.metrics import COLLECTOR  # noqa: E402
-from tests.conftest import drop_database, fresh_database  # noqa: E402
 
 PER_DAY = 1440  # a 60 s interval
 NO_DATA_EVERY = 500
@@ -95,8 +95,7 @@ OTHER_SQL = [
 @contextmanager
 def metrics_database(rules: int, days: int) -> Iterator[tuple[str, dict[str, Any]]]:
     """A fresh database with ``rules`` rules and ``days`` days of daily rollups; dropped after."""
-    url, name = fresh_database(PG_ADMIN)
-    try:
+    with scratch_database() as url:
         t0 = time.perf_counter()
         upgrade(url)
         now = datetime.now(UTC)
@@ -118,8 +117,6 @@ def metrics_database(rules: int, days: int) -> Iterator[tuple[str, dict[str, Any
             engine.dispose()
         say(f"{rules} rules, {daily} daily rollups: {setup}")
         yield url, setup
-    finally:
-        drop_database(PG_ADMIN, name)
 
 
 def _row_bytes(engine: Engine) -> dict[str, float]:

@@ -1,12 +1,14 @@
-"""Debian's nginx as a benchmark target: installed if missing, started on a spare port."""
+"""Debian's nginx as a benchmark target: installed if missing, started on spare ports."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+# any path answers, so rules can each have their own URL on each of several ports
 CONF = """
 worker_processes 1;
 daemon off;
@@ -17,8 +19,8 @@ http {{
   access_log off;
   keepalive_requests 1000000;
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    location /health {{ default_type application/json; return 200 '{{"status":"UP"}}'; }}
+{listen}
+    location / {{ default_type application/json; return 200 '{{"status":"UP"}}'; }}
   }}
 }}
 """
@@ -37,8 +39,15 @@ def ensure_nginx() -> str:
     return "/usr/sbin/nginx"
 
 
-def start_nginx(port: int) -> subprocess.Popen[bytes]:
-    """Run nginx in the foreground serving GET /health with a JSON body on ``port``."""
+def start_nginx(ports: int | Sequence[int]) -> subprocess.Popen[bytes]:
+    """Run nginx in the foreground answering every GET with a JSON body on each port."""
+    ports = [ports] if isinstance(ports, int) else list(ports)
     root = Path(tempfile.mkdtemp(prefix="rulewatch-nginx-"))
-    (root / "nginx.conf").write_text(CONF.format(root=root, port=port))
+    listen = "\n".join(f"    listen 127.0.0.1:{port} backlog=4096;" for port in ports)
+    (root / "nginx.conf").write_text(CONF.format(root=root, listen=listen))
     return subprocess.Popen([ensure_nginx(), "-p", str(root), "-c", str(root / "nginx.conf")])
+
+
+def target_urls(ports: Sequence[int], count: int) -> list[str]:
+    """``count`` distinct URLs spread round-robin over ``ports``."""
+    return [f"http://127.0.0.1:{ports[i % len(ports)]}/health/{i}" for i in range(count)]

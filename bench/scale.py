@@ -1,7 +1,9 @@
-"""Scale: N rules at a fixed interval for a while; lateness, worker CPU and memory, storage,
-and "verify now" latency measured while the load runs.
+"""Scale: N rules at a fixed interval for a while; lateness, worker CPU and memory, and
+"verify now" latency measured while the load runs, on the production split: Redis, a
+scheduler+checks worker, a dedicated interactive worker and beat. (The stack `rulewatch up`
+starts is measured by bench/verify_now_bench.py; storage by bench/storage_bench.py.)
 
-Usage: python bench/scale.py [--rules 100000] [--interval 60] [--duration 600]
+Usage: python bench/scale.py [--rules 100000] [--interval 60] [--duration 300] [--ports 4]
 """
 
 from __future__ import annotations
@@ -25,21 +27,23 @@ from sqlalchemy import create_engine, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.nginx import start_nginx  # noqa: E402
+from bench.common import free_port, wait_port  # noqa: E402
+from bench.database import scratch_database  # noqa: E402
+from bench.nginx import start_nginx, target_urls  # noqa: E402
 from bench.procstat import usage  # noqa: E402
-from bench.throughput import PG_ADMIN, free_port, wait_port  # noqa: E402
 from rulewatch import create_app  # noqa: E402
 from rulewatch.config import load_settings  # noqa: E402
 from rulewatch.dispatch import priority  # noqa: E402
 from rulewatch.domain.schedule import Schedule, first_due  # noqa: E402
 from rulewatch.migrate import upgrade  # noqa: E402
 from rulewatch.models import Rule  # noqa: E402
-from tests.conftest import drop_database, fresh_database  # noqa: E402
 
 BROKER = os.environ.get("RULEWATCH_BENCH_SCALE_REDIS", "redis://127.0.0.1:6379/10")
 
 
-def make_rules(url: str, count: int, interval: int, target: str, start: datetime) -> None:
+def make_rules(url: str, targets: list[str], interval: int, start: datetime) -> None:
+    """One rule per target URL, spread over the interval as new rules are (``first_due``)."""
+    count = len(targets)
     schedule = Schedule(interval_s=interval)
     engine = create_engine(url)
     for base in range(0, count, 10000):
@@ -48,7 +52,7 @@ def make_rules(url: str, count: int, interval: int, target: str, start: datetime
                 "id": i,
                 "name": f"scale {i}",
                 "kind": "http",
-                "target": {"url": target, "timeout_s": 5.0},
+                "target": {"url": targets[i - 1], "timeout_s": 5.0},
                 "conditions": ["[STATUS] == 200", "[BODY].status == UP"],
                 "interval_s": interval,
                 "timezone": "UTC",
@@ -130,44 +134,13 @@ def lateness(url: str, since: datetime) -> dict[str, Any]:
     }
 
 
-def storage(url: str, keep_per_rule: int) -> dict[str, Any]:
-    """Table sizes now, and bytes per rule at steady state from per-row sizes.
-
-    A short run's tables are mostly page and index overhead, so the steady-state figure is
-    built from each table's average row (``pg_column_size`` + 28 bytes of tuple header and
-    line pointer) plus its index bytes per row, times the rows a rule keeps: its newest
-    ``keep_per_rule`` verifications, 90 days of hourly and 730 days of daily rollups.
-    """
-    engine = create_engine(url)
-    out: dict[str, Any] = {}
-    with engine.connect() as conn:
-        for table in ("verifications", "rollups_hourly", "rollups_daily", "rules"):
-            total, indexes, rows, avg_row = conn.execute(
-                text(
-                    f"SELECT pg_total_relation_size('{table}'), pg_indexes_size('{table}'), "
-                    f"count(*), avg(pg_column_size(t.*)) FROM {table} t"
-                )
-            ).one()
-            per_row = float(avg_row or 0) + 28 + indexes / max(rows, 1)
-            out[table] = {"bytes": total, "rows": rows, "bytes_per_row": round(per_row)}
-    engine.dispose()
-    out["steady_state_bytes_per_rule"] = steady_state_bytes(out, keep_per_rule)
-    return out
-
-
-def steady_state_bytes(storage: dict[str, Any], keep_per_rule: int) -> int:
-    """Bytes one rule holds once retention is in force, from measured bytes per row."""
-    kept = {
-        "verifications": keep_per_rule,
-        "rollups_hourly": 24 * 90,
-        "rollups_daily": 730,
-        "rules": 1,
-    }
-    return int(sum(storage[t]["bytes_per_row"] * n for t, n in kept.items()))
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    url, dbname = fresh_database(PG_ADMIN)
+    """The load on a fresh database, dropped afterwards."""
+    with scratch_database() as url:
+        return _run(url, args)
+
+
+def _run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     upgrade(url)
     redis.Redis.from_url(BROKER).flushdb()
     home = f"/tmp/rulewatch-scale-{os.getpid()}"
@@ -181,13 +154,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "RULEWATCH_CHUNK_SIZE": str(args.chunk),
         "RULEWATCH_CLAIM_BATCH": "5000",
     }
-    port = free_port()
-    procs = [start_nginx(port)]
+    ports = [free_port() for _ in range(args.ports)]
+    procs = [start_nginx(ports)]
     stop = threading.Event()
     try:
-        wait_port(port)
+        for port in ports:
+            wait_port(port)
         start = datetime.now(UTC) + timedelta(seconds=15)
-        make_rules(url, args.rules, args.interval, f"http://127.0.0.1:{port}/health", start)
+        make_rules(url, target_urls(ports, args.rules), args.interval, start)
         me = [sys.executable, "-m", "rulewatch"]
         log = Path(home) / "bench.log"
         Path(home).mkdir(parents=True, exist_ok=True)
@@ -246,6 +220,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "duration_s": args.duration,
             "check_worker_concurrency": args.concurrency,
             "chunk": args.chunk,
+            "distinct_urls": args.rules,
+            "nginx_ports": args.ports,
             **lateness(url, start),
             "worker_cpu_s": cpu,
             "worker_cpu_share_of_one_core": {
@@ -258,7 +234,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             p.terminate()
         for p in procs[1:]:
             p.wait(60)
-        result["storage"] = storage(url, load_settings({}).keep_per_rule)
         return result
     finally:
         stop.set()
@@ -266,7 +241,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if p.poll() is None:
                 p.terminate()  # nginx's master stops its workers on SIGTERM, not on SIGKILL
                 p.wait(30)
-        drop_database(PG_ADMIN, dbname)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -274,7 +248,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rules", type=int, default=100_000)
     p.add_argument("--interval", type=int, default=60)
-    p.add_argument("--duration", type=int, default=600)
+    p.add_argument("--duration", type=int, default=300)
+    p.add_argument("--ports", type=int, default=4, help="nginx ports the URLs spread over")
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--chunk", type=int, default=500)
     return p

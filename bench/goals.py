@@ -1,0 +1,113 @@
+"""The goals of issues #6 and #11 as table rows, each from the section that measured it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Row = tuple[str, str, str, bool, str]  # goal, target, measured, met, section
+
+
+def rows(sections: dict[str, Any]) -> list[Row]:
+    """Every goal whose section is in ``sections`` ({name: {"measured", "result"}})."""
+    out: list[Row] = []
+    for name, make in GOALS.items():
+        if name in sections:
+            out += [(*row, name) for row in make(sections[name]["result"])]
+    return out
+
+
+def _throughput(t: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    # results saved before the URLs were spread hit one URL on one port
+    where = f"{t.get('distinct_urls', 1):,} URLs on {t.get('nginx_ports', 1)} nginx ports"
+    return [
+        (f"verifications/s end to end ({t['rules']:,} rules, {where})", ">= 3000",
+         f"{t['verifications_per_s']}", t["verifications_per_s"] >= 3000),
+        ("ratio to bare Celery no-op rate", ">= 4x", f"{t['ratio']}x", t["ratio"] >= 4),
+    ]  # fmt: skip
+
+
+def _baseline(b: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    med = b["median_verifications_per_s"]
+    what = (f"throughput against {b['baseline_revision']} (same run, {b['rounds']} alternating "
+            "runs each, medians)")  # fmt: skip
+    measured = f"{b['current_over_baseline']}x ({med['current']}/s vs {med['baseline']}/s)"
+    return [(what, ">= 0.90x", measured, b["current_over_baseline"] >= 0.9)]
+
+
+def _scale(s: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    now = s["verify_now_latency_s"]
+    return [
+        (f"{s['rules']:,} rules at {s['interval_s']} s: p99 lateness", "<= 5 s",
+         f"{s['lateness_p99_s']} s", s["lateness_p99_s"] <= 5),
+        ("verify now p50 under that load, production split (Redis, a dedicated interactive "
+         "worker)", "<= 300 ms", f"{now.get('p50', 0) * 1000:.0f} ms",
+         now.get("p50", 99) <= 0.3),
+    ]  # fmt: skip
+
+
+def _verify_now_up(v: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    ms = v["verify_now_ms"]
+    what = (f"verify now p50 under load, `rulewatch up` stack (embedded broker, one worker, "
+            f"{v['rules']:,} rules at {v['interval_s']} s; API request to result)")  # fmt: skip
+    return [(what, "<= 300 ms", f"{ms['p50']:.0f} ms", ms["p50"] <= 300)]
+
+
+def _report(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    p95 = r["full_ms"]["p95"]
+    what = f"{r['window']} report at {r['rules']:,} rules (compute + render, p95)"
+    return [(what, "<= 1 s", f"{p95 / 1000:.3f} s", p95 <= 1000)]
+
+
+def _api(a: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    out = [
+        ("GET /api/v1/stability?window=30d p95, cached (the process's report cache, "
+         "4 clients)", "<= 100 ms", f"{a['stability']['p95_ms']} ms",
+         a["stability"]["p95_ms"] <= 100),
+    ]  # fmt: skip
+    if "stability_uncached" in a:
+        u = a["stability_uncached"]
+        out.append(("GET /api/v1/stability?window=30d p95, uncached (report computed for each "
+                    "request, one at a time)", "<= 100 ms", f"{u['p95_ms']} ms",
+                    u["p95_ms"] <= 100))  # fmt: skip
+    out.append(("GET /api/v1/rules first page p95 (4 clients)", "<= 100 ms",
+                f"{a['rules']['p95_ms']} ms", a["rules"]["p95_ms"] <= 100))  # fmt: skip
+    return out
+
+
+def _storage(s: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    what = (
+        f"storage per rule at steady state (measured: {s['keep_per_rule']} raw kept, "
+        f"{s['hourly_retention_days']} d hourly, {s['daily_retention_days']} d daily)"
+    )
+    per_rule = s["bytes_per_rule"]
+    return [(what, "<= 1 MB", f"{per_rule / 1e6:.2f} MB", per_rule <= 1e6)]
+
+
+def _ui(ui: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """The web UI's goal: no page slower than 200 ms server time at 10,000 rules."""
+    goal = ui["goal_p95_ms"]
+    name, page = max(ui["pages"].items(), key=lambda item: item[1]["ms"]["p95"])
+    out = [
+        (f"every UI page at {ui['rules']:,} rules, server time p95, report cache warm "
+         f"(slowest: {name})", f"<= {goal} ms", f"{page['ms']['p95']} ms", not ui["over_goal"]),
+    ]  # fmt: skip
+    stale = max(ui["report_stale"].values(), key=lambda c: c["ms"]["p95"])
+    what = f"report page past the cache's time to live (stale), p95 ({stale['path']})"
+    out.append((what, f"<= {goal} ms", f"{stale['ms']['p95']} ms", stale["ms"]["p95"] <= goal))
+    cold = max(ui["report_uncached"].values(), key=lambda c: c["ms"]["p95"])
+    what = f"report page uncached (a process's first for its window), p95 ({cold['path']})"
+    out.append((what, f"<= {goal} ms", f"{cold['ms']['p95']} ms", cold["ms"]["p95"] <= goal))
+    return out
+
+
+GOALS: dict[str, Callable[[dict[str, Any]], list[tuple[str, str, str, bool]]]] = {
+    "throughput": _throughput,
+    "throughput_baseline": _baseline,
+    "scale": _scale,
+    "verify_now_up": _verify_now_up,
+    "report": _report,
+    "api": _api,
+    "storage": _storage,
+    "ui": _ui,
+}
