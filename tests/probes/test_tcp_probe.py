@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from conftest import closed_port, require_service
 
 from rulewatch.domain.observation import Observation
-from rulewatch.probes import PROBES, ProbeContext, run_probe
+from rulewatch.probes import KINDS, ProbeContext, run_probe
 
 CTX = ProbeContext(datasources={})
 
@@ -59,10 +60,6 @@ def test_it_reports_an_incomplete_target_as_a_fault(target: dict[str, Any]) -> N
     assert observed.fault == "a tcp target needs a host and a port 1-65535"
 
 
-def test_it_finds_every_first_kind_in_the_registry() -> None:
-    assert {"http", "sql", "tcp"} <= set(PROBES)
-
-
 def test_it_reports_an_unknown_kind_as_a_fault() -> None:
     observed = _probe({}, kind="smtp")
     assert not observed.connected and observed.failure is None
@@ -80,7 +77,7 @@ def test_it_ends_a_slow_probe_as_a_failure_after_timeout_s(monkeypatch: pytest.M
         await asyncio.sleep(5)
         raise AssertionError("not reached")
 
-    monkeypatch.setitem(PROBES, "tcp", hanging)
+    monkeypatch.setitem(KINDS, "tcp", replace(KINDS["tcp"], probe=hanging))
     observed = _probe({"host": "127.0.0.1", "port": 9, "timeout_s": 0.2})
     assert not observed.connected and observed.fault is None
     assert observed.failure == "timed out after 0.2s"

@@ -15,6 +15,7 @@ from fnmatch import fnmatchcase
 
 from rulewatch.domain.conditions_parse import parse_condition
 from rulewatch.domain.conditions_syntax import (
+    ANY_KIND,
     AnyOf,
     Condition,
     ConditionSyntaxError,
@@ -23,6 +24,7 @@ from rulewatch.domain.conditions_syntax import (
     Pattern,
     Placeholder,
     ValueOperand,
+    Vocabulary,
 )
 from rulewatch.domain.conditions_values import (
     Known,
@@ -36,9 +38,11 @@ from rulewatch.domain.conditions_values import (
 from rulewatch.domain.observation import Observation
 
 __all__ = [
+    "ANY_KIND",
     "Condition",
     "ConditionOutcome",
     "ConditionSyntaxError",
+    "Vocabulary",
     "evaluate",
     "evaluate_all",
     "judge",

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import NoReturn
 
 from rulewatch.domain.conditions_syntax import (
+    ANY_KIND,
     BOOLEAN_PLACEHOLDERS,
     FUNCTIONS,
     MILLISECOND_PLACEHOLDERS,
@@ -14,7 +15,6 @@ from rulewatch.domain.conditions_syntax import (
     ORDERING,
     PATH_PLACEHOLDERS,
     PLACEHOLDERS,
-    PLACEHOLDERS_BY_KIND,
     AnyOf,
     Call,
     Condition,
@@ -25,6 +25,7 @@ from rulewatch.domain.conditions_syntax import (
     Placeholder,
     Step,
     ValueOperand,
+    Vocabulary,
     looks_like_duration,
     placeholder_of,
     read_literal,
@@ -34,23 +35,23 @@ _OPERATOR_CHARS = "=!<>"
 _FUNCTION = re.compile(r"([A-Za-z_]\w*)\(")
 _INDEX = re.compile(r"[0-9]+")
 _SUGGESTIONS = {"=": "==", "===": "==", "=<": "<=", "=>": ">=", "<>": "!=", "!": "!=", "=!": "!="}
-_EXAMPLES = {"http": "[STATUS] == 200", "sql": "[VALUE] > 0", "tcp": "[CONNECTED] == true"}
 _NEEDS_PATH = {
     "HEADERS": "[HEADERS] needs one header name, e.g. [HEADERS].Content-Type",
     "ROW": "[ROW] needs a column name, e.g. [ROW].total",
 }
 
 
-def parse_condition(text: str, kind: str | None = None) -> Condition:
-    """Parse ``LEFT OPERATOR RIGHT``; with ``kind``, refuse placeholders that kind lacks."""
-    return _Parser(text, kind).condition()
+def parse_condition(text: str, vocabulary: Vocabulary = ANY_KIND) -> Condition:
+    """Parse ``LEFT OPERATOR RIGHT``, refusing placeholders the kind's ``vocabulary`` lacks."""
+    return _Parser(text, vocabulary).condition()
 
 
 class _Parser:
-    def __init__(self, text: str, kind: str | None) -> None:
+    def __init__(self, text: str, vocabulary: Vocabulary) -> None:
         self.text = text
-        self.kind = kind if kind in PLACEHOLDERS_BY_KIND else None
-        self.allowed = PLACEHOLDERS_BY_KIND[self.kind] if self.kind else PLACEHOLDERS
+        self.kind = vocabulary.kind
+        self.allowed = vocabulary.placeholders
+        self._example = vocabulary.example
         self.closers: dict[int, int] = {}
         self.literals: list[tuple[Literal, int]] = []
 
@@ -71,10 +72,6 @@ class _Parser:
             self.fail(ls, "pat() and any() go on the right side")
         self._check_meaning(op, (left, ls), (right, rs))
         return Condition(self.text, left, op, right)
-
-    @property
-    def _example(self) -> str:
-        return _EXAMPLES.get(self.kind or "", _EXAMPLES["http"])
 
     def _trim(self, start: int, end: int) -> tuple[int, int]:
         while start < end and self.text[start].isspace():

@@ -10,16 +10,11 @@ OPERATORS = ("==", "!=", "<", "<=", ">", ">=")
 ORDERING = frozenset({"<", "<=", ">", ">="})
 FUNCTIONS = ("len", "has", "pat", "any")
 
-PLACEHOLDERS_BY_KIND: dict[str, frozenset[str]] = {
-    "http": frozenset(
-        {"STATUS", "RESPONSE_TIME", "BODY", "HEADERS", "CONNECTED", "IP", "CERTIFICATE_EXPIRATION"}
-    ),
-    "sql": frozenset(
-        {"VALUE", "ROWS", "ROW", "RESPONSE_TIME", "CONNECTED", "PREVIOUS_VALUE", "CHANGE_PERCENT"}
-    ),
-    "tcp": frozenset({"CONNECTED", "RESPONSE_TIME"}),
-}
-PLACEHOLDERS = frozenset().union(*PLACEHOLDERS_BY_KIND.values())
+# every placeholder the evaluator can read; each kind of rule offers some of them
+PLACEHOLDERS = frozenset(
+    {"STATUS", "RESPONSE_TIME", "BODY", "HEADERS", "CONNECTED", "IP", "CERTIFICATE_EXPIRATION",
+     "VALUE", "ROWS", "ROW", "PREVIOUS_VALUE", "CHANGE_PERCENT"}
+)  # fmt: skip
 PATH_PLACEHOLDERS = frozenset({"BODY", "HEADERS", "ROW"})
 MILLISECOND_PLACEHOLDERS = frozenset({"RESPONSE_TIME", "CERTIFICATE_EXPIRATION"})
 BOOLEAN_PLACEHOLDERS = frozenset({"CONNECTED"})
@@ -30,6 +25,18 @@ _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 # A number followed by letters: meant as a duration, whether or not the unit is one we know.
 _DURATION_LIKE = re.compile(r"[+-]?\d+(?:\.\d+)?\s*[^\W\d_]+(?:\s*\d+(?:\.\d+)?\s*[^\W\d_]+)*")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What the conditions of one kind of rule may read, and an example to suggest."""
+
+    kind: str
+    placeholders: frozenset[str]
+    example: str
+
+
+ANY_KIND = Vocabulary("any", PLACEHOLDERS, "[STATUS] == 200")
 
 
 class ConditionSyntaxError(ValueError):

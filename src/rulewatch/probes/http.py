@@ -9,17 +9,30 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import aiohttp
+from pydantic import Field, StringConstraints
 
 from rulewatch.domain.observation import Observation
 from rulewatch.probes.certificate import certificate_not_after
 from rulewatch.probes.connect_failure import describe_connect_failure
 from rulewatch.probes.context import ProbeContext, ms_since
+from rulewatch.probes.kind import Kind, Target, Timeout
 
-DEFAULT_TIMEOUT_S = 10.0
 MAX_BODY_BYTES = 1024 * 1024
+
+
+class HttpTarget(Target):
+    """One HTTP request: where, how, and what may be waited for."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+", max_length=2048)]
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    timeout_s: Timeout = 10.0
+    follow_redirects: bool = True
+    verify_tls: bool = True
 
 
 @dataclass(frozen=True)
@@ -163,3 +176,14 @@ def _from_client_error(exc: aiohttp.ClientError, started: float) -> Observation:
 
 def _failed(started: float, failure: str) -> Observation:
     return Observation(connected=False, failure=failure, response_time_ms=ms_since(started))
+
+
+KIND = Kind(
+    name="http",
+    probe=probe_http,
+    target=HttpTarget,
+    placeholders=frozenset(
+        {"STATUS", "RESPONSE_TIME", "BODY", "HEADERS", "CONNECTED", "IP", "CERTIFICATE_EXPIRATION"}
+    ),
+    example="[STATUS] == 200",
+)

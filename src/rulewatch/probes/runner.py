@@ -21,11 +21,12 @@ from typing import Any, TypeVar
 import aiohttp
 
 from rulewatch.domain.observation import Observation
-from rulewatch.probes import ProbeContext, run_probe
+from rulewatch.probes import KINDS, ProbeContext, run_probe
 
 T = TypeVar("T")
 _local = threading.local()
-MAX_SQL_THREADS = 64
+MAX_THREADS = 64
+BLOCKING_KINDS = frozenset(name for name, kind in KINDS.items() if kind.blocking)
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ def probe_all(calls: Sequence[ProbeCall], ctx: ProbeContext) -> list[Seen]:
 async def _probe_all(
     calls: Sequence[ProbeCall], ctx: ProbeContext, http: aiohttp.ClientSession
 ) -> list[Seen]:
-    sql_count = sum(1 for call in calls if call.kind == "sql")
-    executor = ThreadPoolExecutor(min(MAX_SQL_THREADS, sql_count)) if sql_count else None
+    blocking = sum(1 for call in calls if call.kind in BLOCKING_KINDS)
+    executor = ThreadPoolExecutor(min(MAX_THREADS, blocking)) if blocking else None
     shared = replace(ctx, http_session=http, sql_executor=executor)
     try:
         return list(await asyncio.gather(*(_probe_one(call, shared) for call in calls)))

@@ -8,15 +8,18 @@ import functools
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote
 
+from pydantic import StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from rulewatch.domain.observation import Observation
 from rulewatch.probes.context import ProbeContext, ms_since
+from rulewatch.probes.kind import Kind, Target, Timeout
 from rulewatch.probes.sql_sessions import (
     UnsupportedDataSource,
     connect_timeout,
@@ -25,10 +28,28 @@ from rulewatch.probes.sql_sessions import (
 )
 from rulewatch.probes.sql_validation import validate_select
 
-__all__ = ["DEFAULT_TIMEOUT_S", "probe_sql", "run_read_only", "validate_select"]
+__all__ = ["KIND", "SqlTarget", "probe_sql", "run_read_only", "validate_select"]
 
-DEFAULT_TIMEOUT_S = 10.0
 MAX_MESSAGE_CHARS = 500
+
+
+class SqlTarget(Target):
+    """One read-only SELECT against a named data source."""
+
+    datasource: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    ]
+    query: Annotated[str, StringConstraints(min_length=1, max_length=20000)]
+    timeout_s: Timeout = 10.0
+
+    @field_validator("query")
+    @classmethod
+    def _select_only(cls, query: str) -> str:
+        try:
+            validate_select(query)
+        except ValueError as exc:  # the reason as it is, without pydantic's "Value error, "
+            raise PydanticCustomError("select_only", "{reason}", {"reason": str(exc)}) from None
+        return query
 
 
 async def probe_sql(target: Mapping[str, Any], ctx: ProbeContext) -> Observation:
@@ -46,7 +67,7 @@ async def probe_sql(target: Mapping[str, Any], ctx: ProbeContext) -> Observation
     dsn = ctx.datasources.get(name)
     if dsn is None:
         return Observation(connected=False, fault=f"unknown data source {name!r}")
-    timeout_s = float(target.get("timeout_s", DEFAULT_TIMEOUT_S))
+    timeout_s = float(target.get("timeout_s", KIND.default_timeout_s))
     run = functools.partial(
         run_read_only, dsn, query, timeout_s=timeout_s, row_limit=ctx.sql_row_limit
     )
@@ -155,3 +176,15 @@ def _secrets_of(dsn: str) -> set[str]:
         if url.password:
             secrets.add(str(url.password))
     return {s for s in secrets if s}
+
+
+KIND = Kind(
+    name="sql",
+    probe=probe_sql,
+    target=SqlTarget,
+    placeholders=frozenset(
+        {"VALUE", "ROWS", "ROW", "RESPONSE_TIME", "CONNECTED", "PREVIOUS_VALUE", "CHANGE_PERCENT"}
+    ),
+    example="[VALUE] > 0",
+    blocking=True,
+)

@@ -6,13 +6,22 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
 
 from rulewatch.domain.observation import Observation
 from rulewatch.probes.connect_failure import describe_connect_failure
 from rulewatch.probes.context import ProbeContext, ms_since
+from rulewatch.probes.kind import Kind, Target, Timeout
 
-DEFAULT_TIMEOUT_S = 5.0
+
+class TcpTarget(Target):
+    """A host and port to open a TCP connection to."""
+
+    host: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+    port: Annotated[int, Field(ge=1, le=65535)]
+    timeout_s: Timeout = 5.0
 
 
 async def probe_tcp(target: Mapping[str, Any], ctx: ProbeContext) -> Observation:
@@ -41,3 +50,12 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     # The peer may already have reset the connection; the probe has its answer either way.
     with contextlib.suppress(OSError):
         await writer.wait_closed()
+
+
+KIND = Kind(
+    name="tcp",
+    probe=probe_tcp,
+    target=TcpTarget,
+    placeholders=frozenset({"CONNECTED", "RESPONSE_TIME"}),
+    example="[CONNECTED] == true",
+)

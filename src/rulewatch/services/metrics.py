@@ -24,7 +24,7 @@ from rulewatch.models import (
     Notification,
     Rule,
 )
-from rulewatch.probes import PROBES
+from rulewatch.probes import KINDS
 from rulewatch.services.rollups import DURATION_COLUMNS, LAG_COLUMNS, day_of
 
 STATUSES = {"pass": "passed", "fail": "failed", "error": "errors", "maintenance": "maintenance"}
@@ -144,7 +144,7 @@ def _sums(session: Session, where: ColumnElement[bool]) -> Sums:
 def _kind_figures(sums: Sums) -> list[KindFigures]:
     """Figures per rule kind; every known kind appears, with zeros when it has no rollups."""
     empty = dict.fromkeys(_SUMMED, 0)
-    return [_kind(kind, sums.get(kind, empty)) for kind in sorted(set(PROBES) | set(sums))]
+    return [_kind(kind, sums.get(kind, empty)) for kind in sorted(set(KINDS) | set(sums))]
 
 
 def _kind(kind: str, row: dict[str, Any]) -> KindFigures:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from rulewatch.domain.access import MAX_PASSWORD, MIN_PASSWORD, NAME_PATTERN
-from rulewatch.schemas import ConditionText, Kind
+from rulewatch.schemas import ConditionText, KindName
 from rulewatch.services.tokens import MAX_LABEL
 from rulewatch.shapes import Role
 
@@ -35,7 +35,7 @@ class ConditionsCheck(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Kind
+    kind: KindName
     conditions: Annotated[list[ConditionText], Field(max_length=MAX_CHECKED_CONDITIONS)]
 
 
