@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,9 +38,15 @@ class Target:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
+    def port(self) -> int:
+        """The port it listens on."""
+        port: int = self.server.server_address[1]
+        return port
+
+    @property
     def url(self) -> str:
         """The health URL."""
-        return f"http://127.0.0.1:{self.server.server_address[1]}/health"
+        return f"http://127.0.0.1:{self.port}/health"
 
     def __enter__(self) -> Target:
         self.thread.start()
@@ -60,3 +67,11 @@ def http_rule(url: str, name: str = "orders API", **extra: Any) -> dict[str, Any
         "interval_s": 60,
         **extra,
     }
+
+
+def closed_port() -> int:
+    """A local port with nothing listening on it (bound once, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

@@ -17,16 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import require_service
+from tests.targets import closed_port
 
 __all__ = ["WebServer", "closed_port", "require_service", "self_signed_certificate"]
-
-
-def closed_port() -> int:
-    """A local port with nothing listening on it (bound once, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class WebServer:

@@ -1,4 +1,5 @@
-"""The batch path: same records as the single path, and one hanging target holds no one."""
+"""The batch path: each rule recorded as its target answered, and one hanging target holds
+no one."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -18,10 +20,9 @@ from rulewatch.models import HourlyRollup, Rule, Verification, utcnow
 from rulewatch.probes import ProbeContext
 from rulewatch.services.rules import create_rule
 from rulewatch.services.verification import Job, verify_jobs, verify_one
-from tests.targets import Target, http_rule
+from tests.targets import Target, closed_port, http_rule
 
 CTX = ProbeContext(datasources={})
-VOLATILE = {"id", "rule_id", "rule_name", "started_at", "duration_ms", "measured"}
 
 
 @pytest.fixture
@@ -57,44 +58,79 @@ def _rules(factory: sessionmaker[Session], url: str, prefix: str, n: int) -> lis
                 for i in range(n)]  # fmt: skip
 
 
-def _comparable(result: dict[str, Any]) -> dict[str, Any]:
-    kept = {k: v for k, v in result.items() if k not in VOLATILE}
-    kept["measured"] = sorted(result["measured"])
-    kept["conditions"] = [
-        {**c, "resolved": c["resolved"].split(" (")[0]} if "RESPONSE_TIME" in c["condition"] else c
-        for c in result["conditions"]
-    ]
-    return kept
+@dataclass(frozen=True)
+class Case:
+    """A rule whose verification is known before it runs: status, error, conditions met."""
+
+    rule: dict[str, Any]
+    status: str
+    error: str | None
+    met: list[bool]
+    measured: dict[str, Any]
+    rollup: tuple[int, int, int]  # (passed, failed, errors) of the hour
 
 
-def test_it_records_the_same_through_the_batch_and_the_single_path(
-    factory: sessionmaker[Session],
-) -> None:
-    with Target() as target:
-        single_ids = _rules(factory, target.url, "single", 4)
-        batch_ids = _rules(factory, target.url, "batch", 4)
-        outcomes: dict[str, list[dict[str, Any]]] = {"single": [], "batch": []}
-        for status in (200, 500):
-            target.status = status
-            outcomes["single"] += [
-                verify_one(factory, Job(rid, str(uuid.uuid4())), CTX) for rid in single_ids
-            ]
-            outcomes["batch"] += verify_jobs(
-                factory, [Job(rid, str(uuid.uuid4())) for rid in batch_ids], CTX
-            )
-    assert [_comparable(r) for r in outcomes["single"]] == [
-        _comparable(r) for r in outcomes["batch"]
-    ]
+def _rule(kind: str, target: dict[str, Any], condition: str) -> dict[str, Any]:
+    return {"name": kind, "kind": kind, "target": target, "conditions": [condition],
+            "interval_s": 60}  # fmt: skip
+
+
+def _cases(up: Target, down: Target, refused_port: int) -> dict[str, Case]:
+    """Rules of each kind against targets whose answers the test chose."""
+    sql = _rule("sql", {"datasource": "nowhere", "query": "SELECT 1"}, "[VALUE] == 1")
+    tcp = _rule(
+        "tcp", {"host": "127.0.0.1", "port": up.port, "timeout_s": 2}, "[CONNECTED] == true"
+    )
+    return {
+        "up": Case(http_rule(up.url), "pass", None, [True, True, True],
+                   {"connected": True, "status": 200}, (1, 0, 0)),
+        "down": Case(http_rule(down.url), "fail", "condition not met: [STATUS] (500) == 200",
+                     [False, False, True], {"connected": True, "status": 500}, (0, 1, 0)),
+        "refused": Case(http_rule(f"http://127.0.0.1:{refused_port}/health"), "fail",
+                        f"connection refused to 127.0.0.1:{refused_port}",
+                        [False, False, True], {"connected": False}, (0, 1, 0)),
+        "open port": Case(tcp, "pass", None, [True], {"connected": True}, (1, 0, 0)),
+        "no source": Case(sql, "error", "unknown data source 'nowhere'", [False],
+                          {"connected": False}, (0, 0, 1)),
+    }  # fmt: skip
+
+
+def _create(factory: sessionmaker[Session], cases: dict[str, Case], prefix: str) -> dict[int, Case]:
+    with transaction(factory) as session:
+        return {
+            create_rule(session, {**case.rule, "name": prefix + name}, utcnow()).id: case
+            for name, case in cases.items()
+        }  # fmt: skip
+
+
+def _assert_recorded_as_expected(factory: sessionmaker[Session], expected: dict[int, Case]) -> None:
     with factory() as session:
-        stored = {v.id: v for v in session.scalars(select(Verification))}
-        for result in outcomes["single"] + outcomes["batch"]:
-            assert stored[result["id"]].status == result["status"]
+        recorded = list(session.scalars(select(Verification)))
+        rows = {v.rule_id: v for v in recorded}
         rollups = {
             r.rule_id: (r.passed, r.failed, r.errors) for r in session.scalars(select(HourlyRollup))
         }
         states = {r.id: r.last_status for r in session.scalars(select(Rule))}
-    assert [rollups[i] for i in single_ids] == [rollups[i] for i in batch_ids] == [(1, 1, 0)] * 4
-    assert {states[i] for i in single_ids + batch_ids} == {"fail"}
+    assert len(recorded) == len(expected), "each rule verified once"
+    for rule_id, case in expected.items():
+        row = rows[rule_id]
+        assert (row.status, row.error, row.trigger) == (case.status, case.error, "manual")
+        assert [c["ok"] for c in row.conditions] == case.met
+        assert case.measured.items() <= row.measured.items()
+        assert (rollups[rule_id], states[rule_id]) == (case.rollup, case.status)
+
+
+def test_it_records_each_rule_as_its_target_answered_on_the_batch_and_the_single_path(
+    factory: sessionmaker[Session],
+) -> None:
+    with Target() as up, Target() as down:
+        down.status, down.body = 500, {"status": "DOWN"}
+        cases = _cases(up, down, closed_port())
+        batch, single = _create(factory, cases, "batch "), _create(factory, cases, "single ")
+        verify_jobs(factory, [Job(rule_id, str(uuid.uuid4())) for rule_id in batch], CTX)
+        for rule_id in single:
+            verify_one(factory, Job(rule_id, str(uuid.uuid4())), CTX)
+    _assert_recorded_as_expected(factory, batch | single)
 
 
 def test_it_finishes_the_other_rules_of_a_batch_while_one_target_hangs(

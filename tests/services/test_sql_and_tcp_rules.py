@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from rulewatch.services.rules import create_rule
 from rulewatch.services.stability import stability_report
 from rulewatch.services.verification import Job, verify_jobs, verify_one
 from tests.conftest import drop_database, fresh_database
+from tests.targets import closed_port
 
 NO_SOURCES = ProbeContext(datasources={})
 
@@ -56,14 +56,6 @@ def warehouse(pg_server: str) -> Iterator[Warehouse]:
     engine.dispose()
     dispose_engines()  # the probe's cached pool would otherwise keep the database open
     drop_database(pg_server, name)
-
-
-def closed_port() -> int:
-    """A local port with nothing listening on it (bound once, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def sql_rule(conditions: list[str], datasource: str = "warehouse") -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -25,20 +24,13 @@ from rulewatch.probes import ProbeContext
 from rulewatch.services.rules import create_rule
 from rulewatch.services.verification import verify_draft
 from rulewatch.shapes import DraftVerification
-from tests.targets import Target, http_rule
+from tests.targets import Target, closed_port, http_rule
 
 NO_SOURCES = ProbeContext(datasources={})
 
 
 def _resolved(result: dict[str, Any]) -> list[str]:
     return [c["resolved"] for c in result["conditions"]]
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _sql_draft(conditions: list[str], datasource: str) -> dict[str, Any]:
@@ -73,7 +65,7 @@ def test_it_fails_a_draft_whose_target_answers_500_naming_the_condition_not_met(
 
 
 def test_it_fails_a_draft_whose_target_does_not_listen_with_the_connection_error() -> None:
-    port = _closed_port()
+    port = closed_port()
     result = verify_draft(http_rule(f"http://127.0.0.1:{port}/health"), NO_SOURCES)
     assert result["status"] == "fail"
     assert result["error"] == f"connection refused to 127.0.0.1:{port}"
