@@ -20,10 +20,16 @@ from pydantic_core import SchemaSerializer, core_schema
 from rulewatch.domain.access import ROLES
 from rulewatch.schemas import MaintenanceSpec, RuleSpec
 
-# Answers have always shown times as Python's isoformat() ("+00:00", not pydantic's "Z").
+
+def _iso(value: datetime | str) -> str:
+    """Answers have always shown times as isoformat() ("+00:00", not pydantic's "Z"); a time
+    already shown (a nested answer serialised before) is kept, so answers nest."""
+    return value if isinstance(value, str) else value.isoformat()
+
+
 Time = Annotated[
     datetime,
-    PlainSerializer(datetime.isoformat, return_type=str),
+    PlainSerializer(_iso, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 Role = Annotated[str, Field(json_schema_extra={"enum": list(ROLES)})]
@@ -31,8 +37,9 @@ Status = Literal["pass", "fail", "error"]
 
 
 def answer(model: type[BaseModel], /, **values: Any) -> dict[str, Any]:
-    """The JSON-ready answer of ``model`` from ``values`` (nested answers as dicts too):
-    exactly the model's fields, by their JSON names, each serialised as the model says.
+    """The JSON-ready answer of ``model`` from ``values`` (nested answers as dicts, raw or
+    already answered): exactly the model's fields, by their JSON names, serialised as the
+    model says. Fields without a value are left out (those the model lets be absent).
 
     The values are our own rows, so they are not validated: a row stored under older rules
     must still be shown, and validating a page of rows would cost more than it finds.

@@ -52,6 +52,7 @@ from rulewatch.shapes import (
     TaskState,
     VerificationQueued,
     Verifications,
+    answer,
 )
 from rulewatch.web.api_models import MAX_COUNTDOWN_S, VerifyNow
 from rulewatch.web.api_spec import ChoiceArg, IntArg, TextArg, documented
@@ -148,9 +149,8 @@ def get_rules() -> Response:
         rules, total = list_rules(
             session, TAG.given(), limit, offset, status=status, name_contains=q
         )
-        return jsonify(
-            rules=[rule_to_dict(r) for r in rules], total=total, limit=limit, offset=offset
-        )
+        page = [rule_to_dict(r) for r in rules]
+        return jsonify(answer(RulePage, rules=page, total=total, limit=limit, offset=offset))
 
 
 def _or_none(status: str) -> str | None:
@@ -198,7 +198,7 @@ def delete_rule(rule_id: int) -> tuple[str, int]:
 def verify_now(rule_id: int) -> tuple[Response, int]:
     """Queue a manual verification on the interactive queue, now or after ``countdown_s``."""
     task_id = dispatch.verify_now(rt(), rule_id, _countdown_s(json_body(required=False)))
-    return jsonify(task_id=task_id, verification_id=task_id), 202
+    return jsonify(answer(VerificationQueued, task_id=task_id, verification_id=task_id)), 202
 
 
 def _countdown_s(body: dict[str, Any]) -> float:
@@ -221,7 +221,7 @@ def _countdown_s(body: dict[str, Any]) -> float:
 @documented(TaskQueued, 202)
 def verify_all() -> tuple[Response, int]:
     """Verify every enabled rule now."""
-    return jsonify(task_id=dispatch.verify_every_rule()), 202
+    return jsonify(answer(TaskQueued, task_id=dispatch.verify_every_rule())), 202
 
 
 @api.get("/tasks/<task_id>")
@@ -231,7 +231,7 @@ def task_status(task_id: str) -> Response:
     """A task's state (Celery's names) and its result once there is one."""
     found = dispatch.task_state(celery(), task_id)
     payload = found.result if found.error is None else {"error": found.error}
-    return jsonify(task_id=task_id, state=found.state, result=payload)
+    return jsonify(answer(TaskState, task_id=task_id, state=found.state, result=payload))
 
 
 VERIFICATIONS_LIMIT = _limit(50, 1000)
@@ -246,7 +246,8 @@ def verifications(rule_id: int) -> Response:
     with rt().factory() as session:
         rule = get_rule(session, rule_id)
         rows = recent_verifications(session, rule_id, limit)
-        return jsonify(verifications=[verification_to_dict(v, rule.name) for v in rows])
+        verified = [verification_to_dict(v, rule.name) for v in rows]
+        return jsonify(answer(Verifications, verifications=verified))
 
 
 WINDOW = TextArg("window", "a number and a unit (m, h, d, w), from 1h to 400d", "24h",
@@ -286,7 +287,7 @@ def list_notifications() -> Response:
     status = NOTIFICATION_STATUS.given()
     with rt().factory() as session:
         rows = recent_notifications(session, limit, status)
-        return jsonify(notifications=[notification_to_dict(n) for n in rows])
+        return jsonify(answer(Notifications, notifications=[notification_to_dict(n) for n in rows]))
 
 
 INCIDENTS_LIMIT = _limit(50, 1000)
@@ -303,7 +304,7 @@ def list_incidents() -> Response:
     state = INCIDENT_STATE.read()
     with rt().factory() as session:
         rows = recent_incidents(session, limit, state == "open", INCIDENT_RULE.given())
-        return jsonify(incidents=[incident_to_dict(i) for i in rows])
+        return jsonify(answer(Incidents, incidents=[incident_to_dict(i) for i in rows]))
 
 
 @api.get("/maintenance")
@@ -313,7 +314,8 @@ def get_maintenance() -> Response:
     """Maintenance windows, newest first, each with whether it is active and its next run."""
     now = utcnow()
     with rt().factory() as session:
-        return jsonify(maintenance=[window_to_dict(w, now) for w in list_windows(session)])
+        windows = [window_to_dict(w, now) for w in list_windows(session)]
+        return jsonify(answer(MaintenanceList, maintenance=windows))
 
 
 @api.post("/maintenance")

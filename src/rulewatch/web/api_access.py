@@ -33,7 +33,7 @@ from rulewatch.services.users import (
     list_users,
     user_to_dict,
 )
-from rulewatch.shapes import CreatedToken, CreatedUser, Me, Tokens, UserOut, Users
+from rulewatch.shapes import CreatedToken, CreatedUser, Me, Tokens, UserOut, Users, answer
 from rulewatch.web.api import api
 from rulewatch.web.api_models import NewToken, NewUser, SignIn, UserChange
 from rulewatch.web.api_spec import TextArg, documented
@@ -65,8 +65,8 @@ def _last_admin(exc: LastAdmin) -> tuple[Response, int]:
 
 
 def _me(principal: Principal) -> dict[str, Any]:
-    return {"id": principal.id, "name": principal.name, "role": principal.role,
-            "via": principal.via, "token_id": principal.token_id}  # fmt: skip
+    return answer(Me, id=principal.id, name=principal.name, role=principal.role,
+                  via=principal.via, token_id=principal.token_id)  # fmt: skip
 
 
 @api.post("/session")
@@ -128,7 +128,7 @@ def _write_user() -> Iterator[Session]:
 def get_users() -> Response:
     """Every user with their role and last sign-in (never a password hash)."""
     with rt().factory() as session:
-        return jsonify(users=[user_to_dict(u) for u in list_users(session)])
+        return jsonify(answer(Users, users=[user_to_dict(u) for u in list_users(session)]))
 
 
 @api.post("/users")
@@ -146,7 +146,8 @@ def post_user() -> tuple[Response, int]:
     with _write_user() as session:
         user = create_user(session, body.get("name"), body.get("role"), password, utcnow())
         created = user_to_dict(user)
-    return jsonify({**created, "password": password} if generated else created), 201
+    shown = {**created, "password": password} if generated else created
+    return jsonify(answer(CreatedUser, **shown)), 201
 
 
 @api.patch("/users/<int:user_id>")
@@ -177,7 +178,8 @@ def get_tokens() -> Response:
     with rt().factory() as session:
         name = TOKEN_USER.given()
         user = get_user(session, name) if name is not None else None
-        return jsonify(tokens=[token_to_dict(t) for t in list_tokens(session, user)])
+        tokens = [token_to_dict(t) for t in list_tokens(session, user)]
+        return jsonify(answer(Tokens, tokens=tokens))
 
 
 @api.post("/tokens")
@@ -192,7 +194,7 @@ def post_token() -> tuple[Response, int]:
     with write() as session:
         user = _token_user(session, body.get("user", caller().id))
         token, text = create_token(session, user, body.get("label"), utcnow())
-        return jsonify({**token_to_dict(token), "token": text}), 201
+        return jsonify(answer(CreatedToken, **token_to_dict(token), token=text)), 201
 
 
 def _token_user(session: Session, key: Any) -> User:

@@ -23,7 +23,13 @@ from rulewatch.services.datasources import (
     list_datasources,
     put_datasource,
 )
-from rulewatch.shapes import DataSourceCheck, DataSourceOut, DataSources, StoredDataSource
+from rulewatch.shapes import (
+    DataSourceCheck,
+    DataSourceOut,
+    DataSources,
+    StoredDataSource,
+    answer,
+)
 from rulewatch.web.api import api
 from rulewatch.web.api_spec import documented
 from rulewatch.web.auth import role
@@ -67,7 +73,7 @@ def get_datasources() -> Response:
     runtime = rt()
     with runtime.factory() as session:
         infos = list_datasources(session, runtime.settings.datasources, runtime.dsn_cipher)
-        return jsonify(datasources=[datasource_to_dict(i) for i in infos])
+        return jsonify(answer(DataSources, datasources=[datasource_to_dict(i) for i in infos]))
 
 
 @api.get("/datasources/<name>")
@@ -102,7 +108,7 @@ def put_one_datasource(name: str) -> Response:
     except IntegrityError:
         message = "another request stored this data source at the same moment: send it again"
         raise ApiError(409, "conflict", message) from None
-    return jsonify({**datasource_to_dict(info), "created": created})
+    return jsonify(answer(StoredDataSource, **datasource_to_dict(info), created=created))
 
 
 def _not_a_field(name: str) -> FieldError:
@@ -127,5 +133,5 @@ def check_one_datasource(name: str) -> Response:
     runtime = rt()
     seen = check_datasource(runtime.factory, name, runtime.settings.datasources, runtime.dsn_cipher)
     problem = seen.fault or seen.failure
-    return jsonify(name=name, ok=problem is None, error=problem,
-                   response_time_ms=seen.response_time_ms)  # fmt: skip
+    return jsonify(answer(DataSourceCheck, name=name, ok=problem is None, error=problem,
+                          response_time_ms=seen.response_time_ms))  # fmt: skip

@@ -16,7 +16,7 @@ from rulewatch.schemas import (
     field_errors,
     validate_rule,
 )
-from rulewatch.shapes import ConditionsChecked, TaskQueued
+from rulewatch.shapes import ConditionsChecked, TaskQueued, answer
 from rulewatch.web.api import api
 from rulewatch.web.api_models import ConditionsCheck
 from rulewatch.web.api_spec import documented
@@ -41,7 +41,8 @@ def post_conditions_check() -> Response:
         raise ConditionsCheckInvalid(field_errors(exc, empty="(check)")) from None
     errors = check_conditions(asked.kind, asked.conditions)
     checked = [_checked(text, error) for text, error in zip(asked.conditions, errors, strict=True)]
-    return jsonify(valid=all(error is None for error in errors), conditions=checked)
+    valid = all(error is None for error in errors)
+    return jsonify(answer(ConditionsChecked, valid=valid, conditions=checked))
 
 
 def _checked(text: str, error: FieldError | None) -> dict[str, Any]:
@@ -61,4 +62,4 @@ def try_draft() -> tuple[Response, int]:
     without ids: status, started_at, duration_ms, conditions, measured, error.
     """
     draft = validate_rule(json_body())
-    return jsonify(task_id=dispatch.try_draft(rt().settings, draft)), 202
+    return jsonify(answer(TaskQueued, task_id=dispatch.try_draft(rt().settings, draft))), 202

@@ -14,7 +14,7 @@ from rulewatch.domain.stability import WINDOW_SYNTAX, parse_window
 from rulewatch.models import utcnow
 from rulewatch.schemas import FieldError, Tag
 from rulewatch.services.report_tasks import ReportTaskIds
-from rulewatch.shapes import ReportState
+from rulewatch.shapes import ReportState, answer
 from rulewatch.web.api import api
 from rulewatch.web.api_spec import documented
 from rulewatch.web.auth import role
@@ -67,7 +67,7 @@ def post_report() -> tuple[Response, int]:
         raise _bad("tag", "tag must be a rule tag: 1 to 64 of A-Z a-z 0-9 _ . : -", tag)
     task_id = _task_ids().new(utcnow())
     dispatch.stability_report(task_id, window, tag)
-    response = jsonify(task_id=task_id, state="PENDING")
+    response = jsonify(answer(ReportState, task_id=task_id, state="PENDING"))
     response.headers["Location"] = f"{api.url_prefix}/reports/{task_id}"
     return response, 202
 
@@ -91,7 +91,7 @@ def get_report(task_id: str) -> Response | tuple[Response, int]:
         problem = found.problem
         raise ApiError(500, "report_failed",
                        f"the report failed: {type(problem).__name__}: {problem}")  # fmt: skip
-    return jsonify(task_id=task_id, state=found.state), 202
+    return jsonify(answer(ReportState, task_id=task_id, state=found.state)), 202
 
 
 def _result_lifetime(expires: Any) -> timedelta:
