@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from sqlalchemy import update
 
 from rulewatch.db import transaction
 from rulewatch.models import Rule, utcnow
 from tests.targets import http_rule
+
+# name search (LIKE, case folding) differs by engine
+pytestmark = pytest.mark.all_databases
 
 
 def _rule(app: Flask, name: str, last: str | None, enabled: bool = True, tag: str = "a") -> int:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from flask import Flask
 
 from rulewatch.db import transaction
 from rulewatch.models import utcnow
 from rulewatch.services.rules import export_rules, import_rules
+
+# JSON columns, tags and time zones are stored differently by each engine
+pytestmark = pytest.mark.all_databases
 
 RULES = """\
 - name: orders API
