@@ -9,20 +9,31 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+HOLD_LIMIT_S = 30  # a held request is answered anyway after this, so no test hangs for ever
+
 
 class Target:
-    """Serves GET /health with the status and JSON body the test sets."""
+    """Serves GET /health with the status and JSON body the test sets.
+
+    ``hold()`` makes requests wait for ``release.set()``; ``arrived`` is set once one came,
+    so a test can act while a probe is surely in flight.
+    """
 
     def __init__(self) -> None:
         self.status = 200
         self.body: dict[str, Any] = {"status": "UP"}
         self.hits = 0
         self.delay_s = 0.0
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
         target = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 target.hits += 1
+                target.arrived.set()
+                target.release.wait(HOLD_LIMIT_S)
                 time.sleep(target.delay_s)
                 payload = json.dumps(target.body).encode()
                 self.send_response(target.status)
@@ -48,11 +59,17 @@ class Target:
         """The health URL."""
         return f"http://127.0.0.1:{self.port}/health"
 
+    def hold(self) -> None:
+        """Keep the next requests waiting until ``release`` is set."""
+        self.arrived.clear()
+        self.release.clear()
+
     def __enter__(self) -> Target:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release.set()  # a request still held must not keep the server from stopping
         self.server.shutdown()
         self.server.server_close()
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import event
 
 from rulewatch.db import transaction
-from rulewatch.models import Rule
+from rulewatch.models import Rule, utcnow
+from rulewatch.services.rules import create_rule
 from tests.targets import http_rule
 
+RULE_WRITE = re.compile(r"\s*(INSERT INTO|UPDATE) rules\b", re.IGNORECASE)
 HUGE_IDS = [str(2**31), "99999999999999999999"]
 
 
@@ -81,17 +88,32 @@ def test_it_leaves_errors_outside_the_api_to_flask(app: Flask) -> None:
     assert response.mimetype == "text/html"
 
 
-def _skip_name_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    # stands for a concurrent request that stored the name after this one checked it
-    monkeypatch.setattr("rulewatch.services.rules._ensure_name_free", lambda *args: None)
+@contextmanager
+def _name_taken_meanwhile(app: Flask, name: str) -> Iterator[None]:
+    """Another writer stores a rule named ``name`` (and commits) just before the request
+    writes its rule: the request checked the name while it was still free."""
+    engine = app.extensions["rulewatch"].engine
+    taken = threading.Event()
+
+    def take_it_first(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if taken.is_set() or not RULE_WRITE.match(statement):
+            return
+        taken.set()  # before the insert below, which passes here too
+        with transaction(app.extensions["rulewatch"].factory) as other:
+            create_rule(other, http_rule("http://127.0.0.1:8080/c", name=name), utcnow())
+
+    event.listen(engine, "before_cursor_execute", take_it_first)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", take_it_first)
+    assert taken.is_set(), "the request never wrote its rule"
 
 
-def test_it_answers_a_name_taken_by_a_concurrent_create_as_invalid(
-    app: Flask, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert _create(app, http_rule("http://127.0.0.1:8080/a")).status_code == 201
-    _skip_name_check(monkeypatch)
-    response = _create(app, http_rule("http://127.0.0.1:8080/b"))
+@pytest.mark.all_databases  # each engine reports the unique name clash its own way
+def test_it_answers_a_name_taken_by_a_concurrent_create_as_invalid(app: Flask) -> None:
+    with _name_taken_meanwhile(app, "orders API"):
+        response = _create(app, http_rule("http://127.0.0.1:8080/b", name="orders API"))
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert error["code"] == "invalid_rule"
@@ -99,13 +121,11 @@ def test_it_answers_a_name_taken_by_a_concurrent_create_as_invalid(
     assert app.test_client().get("/api/v1/rules").get_json()["total"] == 1
 
 
-def test_it_answers_a_name_taken_by_a_concurrent_rename_as_invalid(
-    app: Flask, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _create(app, http_rule("http://127.0.0.1:8080/a", name="first"))
+@pytest.mark.all_databases
+def test_it_answers_a_name_taken_by_a_concurrent_rename_as_invalid(app: Flask) -> None:
     second = _create(app, http_rule("http://127.0.0.1:8080/b", name="second")).get_json()["id"]
-    _skip_name_check(monkeypatch)
-    response = app.test_client().patch(f"/api/v1/rules/{second}", json={"name": "first"})
+    with _name_taken_meanwhile(app, "first"):
+        response = app.test_client().patch(f"/api/v1/rules/{second}", json={"name": "first"})
     assert response.status_code == 422
     assert response.get_json()["error"]["errors"][0]["field"] == "name"
     with transaction(app.extensions["rulewatch"].factory) as session:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -155,15 +154,15 @@ def test_it_records_nothing_for_a_run_whose_claim_was_taken_while_it_probed(
             session.execute(update(Rule).values(next_due_at=utcnow() - timedelta(seconds=1)))
         with transaction(factory) as session:
             [slow] = claim_due_rules(session, utcnow(), limit=10, ttl_s=1)
-        target.delay_s = 1.0
+        target.hold()
         thread, out = _in_thread(
             lambda: verify_one(factory, Job(rule_id, slow.verification_id, slow.due), CTX)
         )
-        time.sleep(0.3)  # the slow run is probing; its claim expires and is taken again
-        with transaction(factory) as session:
+        assert target.arrived.wait(10), "the slow run never probed"
+        with transaction(factory) as session:  # its claim expires and is taken again
             [again] = claim_due_rules(session, utcnow() + timedelta(seconds=5), 10, ttl_s=60)
+        target.release.set()
         thread.join()
-        target.delay_s = 0.0
         fresh = verify_one(factory, Job(rule_id, again.verification_id, again.due), CTX)
     assert "superseded while probing" in out[0]["skipped"]
     assert fresh["status"] == "pass"
@@ -174,10 +173,11 @@ def test_it_records_nothing_for_a_run_whose_claim_was_taken_while_it_probed(
 def test_it_skips_a_rule_deleted_while_it_was_probed(factory: sessionmaker[Session]) -> None:
     with Target() as target:
         rule_id = _rule(factory, target.url)
-        target.delay_s = 0.8
+        target.hold()
         thread, out = _in_thread(lambda: verify_one(factory, Job(rule_id, str(uuid.uuid4())), CTX))
-        time.sleep(0.3)
+        assert target.arrived.wait(10), "the run never probed"
         with transaction(factory) as session:
             session.delete(session.get(Rule, rule_id))
+        target.release.set()
         thread.join()
     assert out and out[0]["skipped"] == "rule deleted while being verified"
