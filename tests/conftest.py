@@ -20,6 +20,10 @@ copy; PostgreSQL: ``CREATE DATABASE ... TEMPLATE``). MariaDB has no cheap copy, 
 migrates one database and empties its tables after each test (rebuilt when a test left
 another schema). Names carry the worker and a random part, so parallel workers and runs
 never share a database.
+
+`make test` spreads test files over xdist workers, each file whole on one worker
+(``--dist loadfile``): a module's processes, its Redis db and its module-scoped fixtures
+are never used by two workers at once.
 """
 
 from __future__ import annotations
@@ -56,9 +60,6 @@ REDIS_URL = os.environ.get("RULEWATCH_TEST_REDIS", "redis://127.0.0.1:6379")
 ALL_ENGINES = ("sqlite", "postgresql", "mariadb")
 DEFAULT_ENGINES = ("sqlite",)
 MATRIX_TIERS = ("services", "probes")  # folders under tests/ that run on every engine
-# each of these runs whole on one xdist worker: their processes, Redis dbs and `rulewatch up`
-# are started once per module (per package for the browser) and must not be shared
-WHOLE_ON_ONE_WORKER = ("integration", "browser")
 TESTS = Path(__file__).parent
 TABLES_SQL = "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
 
@@ -89,16 +90,6 @@ def engines_for(item: pytest.Item) -> tuple[str, ...]:
 def _names_its_engines(metafunc: pytest.Metafunc) -> bool:
     marks = metafunc.definition.iter_markers("parametrize")
     return any("database_url" in str(mark.args[0]) for mark in marks)
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep each integration module and the browser package on a single xdist worker."""
-    for item in items:
-        parts = item.path.relative_to(TESTS).parts
-        if parts[0] in WHOLE_ON_ONE_WORKER:
-            group = parts[0] if parts[0] == "browser" else "/".join(parts)
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def require_service(host: str, port: int, name: str) -> None:
