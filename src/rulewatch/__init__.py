@@ -14,11 +14,14 @@ __version__ = "0.1.0"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app and its Celery app from ``settings`` (default: the environment)."""
+    from functools import partial
+
     from flask import Flask
 
     from rulewatch import tasks  # noqa: F401  (registers the tasks with Celery)
     from rulewatch.celery_app import celery_init_app
     from rulewatch.config import load_settings, secret_key
+    from rulewatch.dispatch import send_outbox_at_commit
     from rulewatch.runtime import Runtime
     from rulewatch.web import init_app as init_web
 
@@ -30,7 +33,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["SECRET_KEY"] = secret_key(settings)  # signs session cookies
     if settings.secret_key_previous:  # cookies signed before a key rotation stay valid
         app.config["SECRET_KEY_FALLBACKS"] = [settings.secret_key_previous]
-    app.extensions["rulewatch"] = Runtime(settings)
+    outbox = partial(send_outbox_at_commit, settings=settings)  # every caller's commits send
+    app.extensions["rulewatch"] = Runtime(settings, on_new_factory=outbox)
     celery_init_app(app, settings)
     init_web(app)
     return app

@@ -194,7 +194,7 @@ def verify(rule: str) -> None:
             rule_id = get_rule(session, rule).id
         except RuleNotFound as exc:
             raise click.ClickException(str(exc)) from None
-    # outbox rows it writes are sent by the workers (beat relays pending rows every tick)
+    # alerts it writes are enqueued for the alerts workers as its transaction commits
     alerting = Alerting(rt.settings.alerts, rt.settings.base_url)
     result = verify_one(rt.factory, Job(rule_id, str(uuid.uuid4())), rt.probe_context(), alerting)
     click.echo(json.dumps(result, indent=2))

@@ -3,9 +3,9 @@ differs between SQLite, PostgreSQL and MySQL/MariaDB, so that services hold no d
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal, TypeVarTuple
+from typing import Any, Literal, TypeVar, TypeVarTuple
 
 from sqlalchemy import Engine, Select, Table, case, create_engine, event
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 Ts = TypeVarTuple("Ts")
+M = TypeVar("M")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -45,6 +46,34 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error."""
     with factory() as session, session.begin():
         yield session
+
+
+def after_commit_of_new(
+    factory: sessionmaker[Session], model: type[M], hook: Callable[[list[M]], None]
+) -> None:
+    """Hand ``hook`` the ``model`` rows each transaction of ``factory`` inserted, once it has
+    committed (so they are there for whoever reads them next); a rollback forgets them.
+
+    Whoever writes the rows, with `transaction` or a commit of their own, the hook runs:
+    there is no follow-up call to remember. The rows stay readable (expire_on_commit=False).
+    """
+    key = ("inserted", model)
+
+    def added(session: Session, instance: object) -> None:
+        if isinstance(instance, model):
+            session.info.setdefault(key, []).append(instance)
+
+    def committed(session: Session) -> None:
+        rows = session.info.pop(key, None)
+        if rows:
+            hook(rows)
+
+    def rolled_back(session: Session) -> None:
+        session.info.pop(key, None)
+
+    event.listen(factory, "pending_to_persistent", added)
+    event.listen(factory, "after_commit", committed)
+    event.listen(factory, "after_rollback", rolled_back)
 
 
 def lock_for_update(query: Select[*Ts], session: Session, skip_locked: bool = False) -> Select[*Ts]:

@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 
 from celery import Celery, Signature, chain, group, signature
 from celery.result import AsyncResult
-from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.celery_app import MAX_PRIORITY
 from rulewatch.config import Settings
+from rulewatch.db import after_commit_of_new
+from rulewatch.models import Notification
 from rulewatch.runtime import Runtime
 from rulewatch.schemas import RuleSpec
 from rulewatch.services.rules import get_rule
@@ -123,6 +125,29 @@ def digest(emails: Sequence[str], window: str) -> str:
     return str(steps.apply_async().id)
 
 
+def send_outbox_at_commit(factory: sessionmaker[Session], settings: Settings) -> None:
+    """Make every transaction of ``factory`` that adds outbox rows enqueue them as it commits.
+
+    Web, pages, CLI and workers share it through their Runtime, so no caller has to
+    remember to send what it wrote.
+    """
+    wait_s = settings.alerts.group_wait_s
+    after_commit_of_new(factory, Notification, lambda rows: new_notifications(rows, wait_s))
+
+
+def new_notifications(rows: Sequence[Notification], group_wait_s: float) -> None:
+    """Enqueue committed outbox rows: a beat tick's grouped alerts wait ``group_wait_s`` so the
+    tick's other batches join their group email; the others go now."""
+    waits = {row.id: send_countdown_s(row, group_wait_s) for row in rows}
+    for wait_s in sorted(set(waits.values())):
+        notifications([nid for nid, w in waits.items() if w == wait_s], wait_s)
+
+
+def send_countdown_s(row: Notification, group_wait_s: float) -> float:
+    """How long a new outbox row waits before its send: rows of a group wait for the group."""
+    return group_wait_s if row.group_key is not None else 0.0
+
+
 def notifications(ids: Sequence[int], countdown_s: float = 0) -> None:
     """Ask the alerts workers to send these outbox rows after ``countdown_s``.
 
@@ -133,7 +158,7 @@ def notifications(ids: Sequence[int], countdown_s: float = 0) -> None:
         for notification_id in ids:
             send = signature("rulewatch.send_notification", args=(notification_id,))
             send.apply_async(countdown=countdown_s)
-    except (BrokerError, ConnectionError) as exc:
+    except Exception as exc:  # whatever the broker's trouble, the committed change stands
         log.warning("could not enqueue notifications %s now (%s); beat will relay them", ids, exc)
 
 

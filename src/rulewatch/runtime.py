@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -25,6 +26,9 @@ class Runtime:
     _pid: int = field(default=0, repr=False)
     _cipher: DsnCipher | None = field(default=None, repr=False)
     reports: ReportCache = field(init=False, repr=False)
+    # given each session factory as it is made (after a fork too): create_app sends the outbox
+    # at commit through it
+    on_new_factory: Callable[[sessionmaker[Session]], None] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.reports = ReportCache(self.settings.report_cache_s)
@@ -37,6 +41,8 @@ class Runtime:
                 self._engine.dispose(close=False)  # the parent's connections stay the parent's
             self._engine = make_engine(self.settings.database_url)
             self._factory = make_session_factory(self._engine)
+            if self.on_new_factory is not None:
+                self.on_new_factory(self._factory)
             self._pid = os.getpid()
         return self._engine
 

@@ -95,8 +95,8 @@ def verify_all_rules(force: bool = False) -> dict[str, int]:
 
 
 def alerting(rt: Runtime) -> Alerting:
-    """Alert defaults and links, with new outbox rows enqueued on the alerts queue."""
-    return Alerting(rt.settings.alerts, rt.settings.base_url, dispatch.notifications)
+    """Alert defaults and links (the outbox rows recording writes are sent at commit)."""
+    return Alerting(rt.settings.alerts, rt.settings.base_url)
 
 
 def _relay_outbox(rt: Runtime) -> int:
@@ -144,13 +144,12 @@ def digest(window: str | None = None) -> str:
 
 @_task("rulewatch.queue_digest")
 def queue_digest(html: str, emails: list[str], window: str) -> int | None:
-    """Second link of the digest chain: the report HTML becomes an outbox row, then is sent."""
+    """Second link of the digest chain: the report HTML becomes an outbox row, sent at commit."""
     rt = runtime()
     if not emails:
         return None
     with transaction(rt.factory) as session:
         notification_id = notifications.add_digest(session, html, emails, window)
-    dispatch.notifications([notification_id])
     return notification_id
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from flask import Flask
 
+from rulewatch import create_app
+from rulewatch.config import Settings
+from tests.auth import sign_in_test_clients
 from tests.targets import http_rule
 
 
@@ -287,3 +291,19 @@ def test_it_lists_open_and_resolved_incidents(app: Flask) -> None:
     assert closed["state"] == "resolved"
     assert closed["resolve_reason"] == "the rule was disabled"
     assert client.get("/api/v1/incidents?state=closed").status_code == 400
+
+
+def test_it_answers_a_pause_whose_email_cannot_be_enqueued_and_leaves_the_row_to_the_relay(
+    settings: Settings,
+) -> None:
+    from rulewatch.models import Notification
+
+    down = create_app(replace(settings, broker_url="redis://127.0.0.1:9/0"))  # nothing listens
+    down.config["TESTING"] = True
+    sign_in_test_clients(down)
+    rule_id = _firing_rule(down, "paused one")
+    response = down.test_client().patch(f"/api/v1/rules/{rule_id}", json={"enabled": False})
+    assert response.status_code == 200 and response.get_json()["enabled"] is False
+    with down.extensions["rulewatch"].factory() as session:
+        rows = session.query(Notification).order_by(Notification.id).all()
+    assert [(n.kind, n.status) for n in rows] == [("firing", "pending"), ("resolved", "pending")]

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from celery.contrib.testing.worker import start_worker
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from rulewatch import create_app
 from rulewatch.cli import main
+from rulewatch.config import Settings, SmtpSettings
 from rulewatch.db import transaction
 from rulewatch.dsn_cipher import PREFIX, DsnCipher
-from rulewatch.models import ApiToken, DataSource, Rule, User, utcnow
+from rulewatch.models import ApiToken, DataSource, Notification, Rule, User, utcnow
+from rulewatch.services.notifications import RELAY_AFTER_S
 from rulewatch.services.rules import create_rule
 from rulewatch.services.tokens import token_hash
 from rulewatch.services.users import HASHER
 from tests.conftest import drop_database, fresh_database
+from tests.smtp_server import Inbox
 from tests.targets import Target, http_rule
 
 # The CLI is a thin adapter: SQLite and PostgreSQL are enough to prove the wiring.
@@ -226,6 +232,40 @@ def test_it_names_the_rule_it_cannot_find_to_verify(cli: Cli) -> None:
     result = cli("verify", "no such rule")
     assert result.exit_code == 1
     assert "no rule with id or name 'no such rule'" in result.output
+
+
+def test_it_emails_the_alert_of_a_cli_verification_through_a_worker_without_the_relay(
+    cli: Cli, factory: sessionmaker[Session], settings: Settings, inbox: Inbox, smtp_port: int
+) -> None:
+    smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rw@example.com", timeout_s=5)
+    worker_app = create_app(replace(settings, smtp=smtp)).extensions["celery"]
+    with worker_app.connection() as conn:  # earlier tests' messages share the memory broker
+        conn.default_channel.queue_purge("alerts")
+    with transaction(factory) as session:
+        alert = {"emails": ["ops@example.com"], "failure_threshold": 1}
+        create_rule(session, http_rule("http://127.0.0.1:9/", alert=alert), utcnow())
+    # one deployment: the CLI has the worker's settings (a thread worker runs its tasks in the
+    # newest app); an alerts worker and no beat, so only the commit's enqueue can send it
+    cli = Cli(
+        {**cli.env, "RULEWATCH_SMTP_HOST": "127.0.0.1", "RULEWATCH_SMTP_PORT": str(smtp_port)}
+    )
+    with start_worker(worker_app, queues=["alerts"], perform_ping_check=False):
+        assert cli("verify", "orders API").exit_code == 1
+        _wait_for(lambda: len(inbox.messages) == 1, "the firing email")
+    [firing] = inbox.messages
+    assert (firing["Subject"], firing["To"]) == ("[FIRING] orders API", "ops@example.com")
+    with factory() as session:
+        [row] = session.scalars(select(Notification))
+        assert (row.status, row.attempts) == ("sent", 1)
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout_s`` (below the
+    relay's RELAY_AFTER_S, so a relay could not be what made it hold)."""
+    deadline = time.monotonic() + min(timeout_s, RELAY_AFTER_S / 2)
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s} s"
+        time.sleep(0.05)
 
 
 # report

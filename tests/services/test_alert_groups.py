@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.config import AlertDefaults, SmtpSettings
-from rulewatch.db import transaction
+from rulewatch.db import after_commit_of_new, transaction
+from rulewatch.dispatch import send_countdown_s
 from rulewatch.models import Notification, utcnow
 from rulewatch.probes import ProbeContext
 from rulewatch.services.notifications import send
@@ -29,10 +30,14 @@ def _rules(factory: sessionmaker[Session], names: list[str], emails: list[str]) 
                 for n in names]  # fmt: skip
 
 
-def _collect(calls: list[tuple[list[int], float]]) -> Alerting:
-    return Alerting(
-        AlertDefaults(group_wait_s=7), "http://rw.example", lambda ids, d: calls.append((ids, d))
-    )
+def _collect(factory: sessionmaker[Session], calls: list[tuple[list[int], float]]) -> Alerting:
+    """Alerting whose committed rows are noted with how long their send would wait."""
+
+    def note(rows: list[Notification]) -> None:
+        calls.append(([r.id for r in rows], max(send_countdown_s(r, 7) for r in rows)))
+
+    after_commit_of_new(factory, Notification, note)
+    return Alerting(AlertDefaults(group_wait_s=7), "http://rw.example")
 
 
 def _parts(message: Any) -> dict[str, str]:
@@ -46,7 +51,7 @@ def test_it_sends_each_recipient_one_email_for_the_failures_of_a_tick(
     ops_only = _rules(factory, ["api a", "api b", "api c"], ["ops@example.com"])
     shared = _rules(factory, ["db x", "db y"], ["ops@example.com", "dev@example.com"])
     calls: list[tuple[list[int], float]] = []
-    alerting, tick = _collect(calls), str(uuid.uuid4())
+    alerting, tick = _collect(factory, calls), str(uuid.uuid4())
     # two chunks of one tick, recorded by different batches (workers) at different times
     for chunk in (ops_only[:2], ops_only[2:] + shared):
         jobs = [Job(rid, str(uuid.uuid4()), None, tick) for rid in chunk]
@@ -79,7 +84,9 @@ def test_it_sends_a_manual_verification_s_alert_alone_and_at_once(
 ) -> None:
     ids = _rules(factory, ["api a", "api b"], ["ops@example.com"])
     calls: list[tuple[list[int], float]] = []
-    verify_jobs(factory, [Job(rid, str(uuid.uuid4())) for rid in ids], CTX, _collect(calls))
+    verify_jobs(
+        factory, [Job(rid, str(uuid.uuid4())) for rid in ids], CTX, _collect(factory, calls)
+    )
     [(sent_ids, delay)] = calls
     assert delay == 0
     smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rw@example.com", timeout_s=5)
@@ -91,7 +98,7 @@ def test_it_sends_a_manual_verification_s_alert_alone_and_at_once(
 def test_it_keeps_ticks_apart(factory: sessionmaker[Session], inbox: Inbox, smtp_port: int) -> None:
     first, second = _rules(factory, ["api a", "api b"], ["ops@example.com"])
     calls: list[tuple[list[int], float]] = []
-    alerting = _collect(calls)
+    alerting = _collect(factory, calls)
     for rid in (first, second):  # the same recipient, two ticks
         verify_jobs(factory, [Job(rid, str(uuid.uuid4()), None, str(uuid.uuid4()))], CTX, alerting)
     smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rw@example.com", timeout_s=5)
@@ -109,7 +116,9 @@ def test_senders_of_one_group_starting_together_send_it_once_without_deadlock(
     ids = _rules(factory, [f"api {i}" for i in range(6)], ["ops@example.com"])
     calls: list[tuple[list[int], float]] = []
     tick = str(uuid.uuid4())
-    verify_jobs(factory, [Job(r, str(uuid.uuid4()), None, tick) for r in ids], CTX, _collect(calls))
+    verify_jobs(
+        factory, [Job(r, str(uuid.uuid4()), None, tick) for r in ids], CTX, _collect(factory, calls)
+    )
     [(rows, _)] = calls
     smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rw@example.com", timeout_s=5)
     with ThreadPoolExecutor(len(rows)) as pool:  # the group's tasks, released together

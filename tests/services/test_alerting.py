@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.config import AlertDefaults, SmtpSettings
-from rulewatch.db import transaction
+from rulewatch.db import after_commit_of_new, transaction
 from rulewatch.models import Notification, utcnow
 from rulewatch.probes import ProbeContext
 from rulewatch.services.notifications import send
@@ -26,11 +26,12 @@ POLICY = {"emails": ["ops@example.com"], "failure_threshold": 3, "success_thresh
 def _alerting(factory: sessionmaker[Session], port: int, **defaults: Any) -> Alerting:
     smtp = SmtpSettings(host="127.0.0.1", port=port, sender="rulewatch@example.com", timeout_s=5)
 
-    def send_all(ids: list[int], delay_s: float = 0) -> None:
-        for nid in ids:
-            send(factory, smtp, nid)
+    def send_all(rows: list[Notification]) -> None:  # the alerts worker, as rows commit
+        for row in rows:
+            send(factory, smtp, row.id)
 
-    return Alerting(AlertDefaults(**defaults), "http://rulewatch.example", send_all)
+    after_commit_of_new(factory, Notification, send_all)
+    return Alerting(AlertDefaults(**defaults), "http://rulewatch.example")
 
 
 def _verify(factory: sessionmaker[Session], rule_id: int, alerting: Alerting, times: int) -> None:
@@ -126,13 +127,14 @@ def test_it_loses_nothing_when_smtp_is_down_as_an_incident_opens(
     smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rulewatch@example.com")
     tried: list[int] = []
 
-    def send_now(ids: list[int], delay_s: float = 0) -> None:  # the alerts worker, SMTP down
-        for nid in ids:
-            tried.append(nid)
+    def send_now(rows: list[Notification]) -> None:  # the alerts worker, SMTP down
+        for row in rows:
+            tried.append(row.id)
             with contextlib.suppress(TransientSendError):  # the task retries with backoff
-                send(factory, smtp, nid)
+                send(factory, smtp, row.id)
 
-    alerting = Alerting(AlertDefaults(), "http://rulewatch.example", send_now)
+    after_commit_of_new(factory, Notification, send_now)
+    alerting = Alerting(AlertDefaults(), "http://rulewatch.example")
     with transaction(factory) as session:
         rule = http_rule("http://127.0.0.1:9/", alert={**POLICY, "failure_threshold": 1})
         rule_id = create_rule(session, rule, utcnow()).id

@@ -81,20 +81,18 @@ def change_rule(
     now: datetime,
     alerts: AlertDefaults,
     base_url: str,
-) -> list[int]:
-    """update_rule, and a rule disabled with an open incident resolves it; returns outbox ids."""
+) -> None:
+    """update_rule, and a rule disabled with an open incident resolves it (and says so)."""
     was_enabled = rule.enabled
     update_rule(session, rule, changes, now)
     if was_enabled and not rule.enabled:
-        return close_incident(session, rule, "the rule was disabled", alerts, base_url)
-    return []
+        close_incident(session, rule, "the rule was disabled", alerts, base_url)
 
 
-def remove_rule(session: Session, rule: Rule, alerts: AlertDefaults, base_url: str) -> list[int]:
-    """Delete a rule and its history; an open incident is resolved first; returns outbox ids."""
-    ids = close_incident(session, rule, "the rule was deleted", alerts, base_url)
+def remove_rule(session: Session, rule: Rule, alerts: AlertDefaults, base_url: str) -> None:
+    """Delete a rule and its history; an open incident is resolved first (and says so)."""
+    close_incident(session, rule, "the rule was deleted", alerts, base_url)
     session.delete(rule)
-    return ids
 
 
 def _switch_schedule(changes: Mapping[str, Any]) -> dict[str, Any]:

@@ -78,13 +78,10 @@ class _Probed:
 
 @dataclass(frozen=True)
 class Alerting:
-    """What recording needs to alert: defaults, links, and who sends the outbox rows."""
+    """What recording needs to alert: defaults and links (outbox rows are sent at commit)."""
 
     defaults: AlertDefaults
     base_url: str
-    # called with the new notification ids once they are committed, and how long to wait
-    # before sending (a tick's alerts wait for the tick's other batches); a task enqueues them
-    on_notifications: Callable[[list[int], float], None] = lambda ids, delay_s: None
 
 
 def verify_jobs(
@@ -97,16 +94,10 @@ def verify_jobs(
     with factory() as session:
         ready, results = _prepare_all(session, jobs)
     probed = _probed(ready, ctx) if ready else []
-    notification_ids: list[int] = []
     if probed:
         with transaction(factory) as session:
-            notification_ids, recorded = _record_all(session, probed, alerting)
+            _, recorded = _record_all(session, probed, alerting)
             results.update(recorded)
-    if alerting is not None and notification_ids:
-        grouped = any(job.tick for job in jobs)
-        alerting.on_notifications(
-            notification_ids, alerting.defaults.group_wait_s if grouped else 0
-        )
     return [results[job.verification_id] for job in jobs]
 
 

@@ -174,9 +174,8 @@ def patch_rule(rule_id: int) -> Response:
     settings = rt().settings
     with _write_rule() as session:
         rule = get_rule(session, rule_id)
-        ids = change_rule(session, rule, json_body(), utcnow(), settings.alerts, settings.base_url)
+        change_rule(session, rule, json_body(), utcnow(), settings.alerts, settings.base_url)
         body = rule_to_dict(rule)
-    dispatch.notifications(ids)
     return jsonify(body)
 
 
@@ -187,8 +186,7 @@ def delete_rule(rule_id: int) -> tuple[str, int]:
     """Delete a rule and its history."""
     settings = rt().settings
     with write() as session:
-        ids = remove_rule(session, get_rule(session, rule_id), settings.alerts, settings.base_url)
-    dispatch.notifications(ids)
+        remove_rule(session, get_rule(session, rule_id), settings.alerts, settings.base_url)
     return "", 204
 
 

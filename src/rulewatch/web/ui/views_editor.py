@@ -55,7 +55,7 @@ def edit_rule(rule_id: int) -> ResponseReturnValue:
                 return _editor(form, rule_id)
             if form.validate():
                 spec = form.to_spec()
-                ids = change_rule(session, rule, spec, utcnow(), settings.alerts, settings.base_url)
+                change_rule(session, rule, spec, utcnow(), settings.alerts, settings.base_url)
                 session.flush()
             else:
                 return _editor(form, rule_id)
@@ -67,7 +67,6 @@ def edit_rule(rule_id: int) -> ResponseReturnValue:
     except IntegrityError:
         form.show_errors([FieldError("name", NAME_TAKEN)])
         return _editor(form, rule_id)
-    dispatch.notifications(ids)
     flash("Rule saved.", "success")
     return redirect(url_for("ui.rule", rule_id=rule_id))
 

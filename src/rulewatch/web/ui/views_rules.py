@@ -170,10 +170,9 @@ def set_enabled(rule_id: int) -> ResponseReturnValue:
     with write() as session:
         found = _rule_or_404(session, rule_id)
         name = found.name
-        ids = change_rule(
+        change_rule(
             session, found, {"enabled": enable}, utcnow(), settings.alerts, settings.base_url
         )
-    dispatch.notifications(ids)  # pausing resolves an open incident: its email goes now
     flash(f"{name} {'resumed' if enable else 'paused'}.", "success")
     return redirect(url_for("ui.rule", rule_id=rule_id))
 
@@ -186,7 +185,6 @@ def delete_rule(rule_id: int) -> ResponseReturnValue:
     with write() as session:
         found = _rule_or_404(session, rule_id)
         name = found.name
-        ids = remove_rule(session, found, settings.alerts, settings.base_url)
-    dispatch.notifications(ids)
+        remove_rule(session, found, settings.alerts, settings.base_url)
     flash(f"Deleted {name} and its history.", "success")
     return redirect(url_for("ui.dashboard"))
