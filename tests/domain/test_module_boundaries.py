@@ -63,3 +63,14 @@ def test_it_queues_work_only_through_the_dispatch_module() -> None:
         if module in ("rulewatch.tasks", "rulewatch.celery_app") or name == "AsyncResult"
     ]
     assert queueing == []
+
+
+def test_it_keeps_the_services_and_the_answer_shapes_out_of_the_web_layer() -> None:
+    below_web = [*_sources(PACKAGE / "services"), PACKAGE / "shapes.py"]
+    reaching_up = [
+        f"{_name(path)} imports {module}"
+        for path in below_web
+        for module, _ in _imports(path)
+        if module.startswith("rulewatch.web")
+    ]
+    assert (PACKAGE / "shapes.py").exists() and reaching_up == []
