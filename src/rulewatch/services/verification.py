@@ -26,6 +26,7 @@ from rulewatch.services.alerts import Outcome, record_alerts
 from rulewatch.services.maintenance import maintenance_of
 from rulewatch.services.rollups import Sample, add_samples
 from rulewatch.services.scheduling import verification_id_for
+from rulewatch.shapes import DraftVerification, answer
 
 HISTORY_SIZE = 10
 
@@ -106,11 +107,10 @@ def verify_draft(spec: Mapping[str, Any], ctx: ProbeContext) -> dict[str, Any]:
     draft = validate_rule(spec)
     check = _check(draft.kind, draft.target, draft.conditions, list)  # no history: none judged
     [seen] = probe_all([check.call], ctx)
-    return {
-        "started_at": seen.started_at.isoformat(),
-        "duration_ms": round(seen.duration_ms, 3),
+    return answer(
+        DraftVerification, started_at=seen.started_at, duration_ms=round(seen.duration_ms, 3),
         **judged(check.conditions, seen.observation),
-    }
+    )  # fmt: skip
 
 
 def verify_one(
