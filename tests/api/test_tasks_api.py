@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from rulewatch.celery_app import MAX_PRIORITY
 from tests.targets import http_rule
 
 
@@ -53,3 +54,39 @@ def test_it_reports_an_unknown_task_as_pending(app: Flask) -> None:
     response = app.test_client().get(f"/api/v1/tasks/{task_id}")
     assert response.status_code == 200
     assert response.get_json() == {"task_id": task_id, "state": "PENDING", "result": None}
+
+
+def _drain(app: Flask, queue: str) -> list[Any]:
+    """Take every message off ``queue`` of the app's in-memory broker."""
+    with app.extensions["celery"].connection_for_read() as conn:
+        messages = []
+        while (message := conn.default_channel.basic_get(queue)) is not None:
+            messages.append(message)
+        return messages
+
+
+def test_it_queues_verify_now_urgent_on_the_interactive_queue_within_the_rule_s_limits(
+    app: Flask,
+) -> None:
+    rule_id = _rule_id(app)  # its target's timeout_s is 5
+    body = app.test_client().post(f"/api/v1/rules/{rule_id}/verify").get_json()
+    [message] = [m for m in _drain(app, "interactive") if m.headers["id"] == body["task_id"]]
+    assert message.headers["task"] == "rulewatch.verify"
+    assert message.headers["argsrepr"] == repr((rule_id, body["task_id"]))
+    assert message.properties["priority"] == MAX_PRIORITY  # urgent, on a broker other than Redis
+    assert message.headers["timelimit"] == [35.0, 20.0]
+
+
+def test_it_reports_a_task_s_result_and_a_failed_or_retried_task_s_error(app: Flask) -> None:
+    backend = app.extensions["celery"].backend
+    done, failed, retried = (str(uuid.uuid4()) for _ in range(3))
+    backend.mark_as_done(done, {"status": "pass"})
+    backend.mark_as_failure(failed, RuntimeError("database gone"))
+    backend.mark_as_retry(retried, ConnectionError("broker away"))
+    client = app.test_client()
+    states = [client.get(f"/api/v1/tasks/{t}").get_json() for t in (done, failed, retried)]
+    assert [(s["state"], s["result"]) for s in states] == [
+        ("SUCCESS", {"status": "pass"}),
+        ("FAILURE", {"error": "RuntimeError('database gone')"}),
+        ("RETRY", {"error": "ConnectionError('broker away')"}),
+    ]

@@ -186,6 +186,20 @@ def test_it_queues_verify_now_and_follows_the_task(app: Flask) -> None:
     assert as_json.status_code == 202 and uuid.UUID(as_json.get_json()["task_id"])
 
 
+def test_it_shows_a_finished_verify_now_task_s_outcome_or_why_it_failed(app: Flask) -> None:
+    rule_id = _add(app, "orders")
+    backend = app.extensions["celery"].backend
+    done, failed = str(uuid.uuid4()), str(uuid.uuid4())
+    backend.mark_as_done(done, {"status": "fail", "duration_ms": 12.0, "error": None})
+    backend.mark_as_failure(failed, RuntimeError("database gone"))
+    client = app.test_client()
+    shown = client.get(f"/rules/{rule_id}?task={done}").get_data(as_text=True)
+    assert 'data-state="SUCCESS"' in shown and 'data-status="fail"' in shown
+    assert "in 12 ms" in shown and 'http-equiv="refresh"' not in shown  # ended: no reload
+    broken = client.get(f"/rules/{rule_id}?task={failed}").get_data(as_text=True)
+    assert "The verification task failed: RuntimeError(&#39;database gone&#39;)" in broken
+
+
 def test_it_pauses_and_deletes_a_rule_from_its_page(app: Flask) -> None:
     rule_id = _add(app, "orders")
     client = app.test_client()

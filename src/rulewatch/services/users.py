@@ -9,7 +9,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from rulewatch.domain.access import (
@@ -142,6 +142,15 @@ def _matches(password_hash: str, password: str) -> bool:
 def _decoy_hash() -> str:
     """A hash to check against when the user does not exist."""
     return HASHER.hash(generate_password())
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """End every session of the user: their cookies' fingerprint no longer matches."""
+    session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(session_epoch=func.coalesce(User.session_epoch, 0) + 1)
+    )
 
 
 def change_user(session: Session, user: User, data: dict[str, Any]) -> User:

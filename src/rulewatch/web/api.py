@@ -57,7 +57,7 @@ from rulewatch.shapes import (
 from rulewatch.web.api_models import MAX_COUNTDOWN_S, VerifyNow
 from rulewatch.web.api_spec import ChoiceArg, IntArg, TextArg, documented
 from rulewatch.web.auth import authorise, role
-from rulewatch.web.common import celery, json_body, rt, write
+from rulewatch.web.common import celery_app, json_body, rt, write
 from rulewatch.web.errors import ApiError, error_response
 from rulewatch.web.text_guard import refuse_nul_characters
 
@@ -227,7 +227,7 @@ def verify_all() -> tuple[Response, int]:
 @documented(TaskState)
 def task_status(task_id: str) -> Response:
     """A task's state (Celery's names) and its result once there is one."""
-    found = dispatch.task_state(celery(), task_id)
+    found = dispatch.task_state(celery_app(), task_id)
     payload = found.result if found.error is None else {"error": found.error}
     return jsonify(answer(TaskState, task_id=task_id, state=found.state, result=payload))
 

@@ -18,7 +18,7 @@ from rulewatch.shapes import ReportState, answer
 from rulewatch.web.api import api
 from rulewatch.web.api_spec import documented
 from rulewatch.web.auth import role
-from rulewatch.web.common import celery, json_body
+from rulewatch.web.common import celery_app, json_body
 from rulewatch.web.errors import ApiError
 
 DEFAULT_WINDOW = "7d"
@@ -78,13 +78,13 @@ def post_report() -> tuple[Response, int]:
 def get_report(task_id: str) -> Response | tuple[Response, int]:
     """The report's HTML once done (200 text/html); its state while not (202); 404 if unknown."""
     issued = _task_ids().issued_at(task_id)
-    if issued is None or utcnow() - issued > _result_lifetime(celery().conf.result_expires):
+    if issued is None or utcnow() - issued > _result_lifetime(celery_app().conf.result_expires):
         raise ApiError(
             404, "not_found",
             "no report task has this id, or its result has expired:"
             " start one with POST /api/v1/reports",
         )  # fmt: skip
-    found = dispatch.task_state(celery(), task_id)
+    found = dispatch.task_state(celery_app(), task_id)
     if found.state == "SUCCESS":
         return Response(str(found.result), mimetype="text/html")
     if found.state == "FAILURE":

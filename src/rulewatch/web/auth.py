@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, request
 from flask import session as cookie_session
 from flask_login import LoginManager, current_user, login_user, logout_user
-from sqlalchemy import func, update
 
 from rulewatch.db import transaction
 from rulewatch.domain.access import may
@@ -24,7 +23,7 @@ from rulewatch.models import User, utcnow
 from rulewatch.runtime import Runtime
 from rulewatch.schemas import FieldError
 from rulewatch.services.tokens import authenticate_token
-from rulewatch.services.users import verify_password
+from rulewatch.services.users import end_sessions, verify_password
 from rulewatch.web.common import rt
 from rulewatch.web.errors import ApiError
 from rulewatch.web.login_throttle import LoginThrottle, storage_uri
@@ -174,11 +173,7 @@ def sign_out() -> None:
     if current_user.is_authenticated and caller().via == "session":
         user_id = caller().id
         with transaction(rt().factory) as session:
-            session.execute(
-                update(User)
-                .where(User.id == user_id)
-                .values(session_epoch=func.coalesce(User.session_epoch, 0) + 1)
-            )
+            end_sessions(session, user_id)
     logout_user()
     cookie_session.clear()
 

@@ -21,7 +21,7 @@ def rt() -> Runtime:
     return runtime
 
 
-def celery() -> Celery[Any]:
+def celery_app() -> Celery[Any]:
     """The Celery app of the app serving this request."""
     app: Celery[Any] = current_app.extensions["celery"]
     return app

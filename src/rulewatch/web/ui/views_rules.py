@@ -34,7 +34,7 @@ from rulewatch.services.rules import (
     rule_status,
     spec_of,
 )
-from rulewatch.web.common import celery, rt, write
+from rulewatch.web.common import celery_app, rt, write
 from rulewatch.web.ui import page_number, page_role, ui
 from rulewatch.web.ui.charts import history_chart, sparkline
 
@@ -138,7 +138,7 @@ def rule(rule_id: int) -> ResponseReturnValue:
 def _task(task_id: str) -> dispatch.TaskState | None:
     """The verify-now task the page was sent back with, as it first shows it (the script then
     follows it)."""
-    return dispatch.task_state(celery(), task_id) if TASK_ID.fullmatch(task_id) else None
+    return dispatch.task_state(celery_app(), task_id) if TASK_ID.fullmatch(task_id) else None
 
 
 def _rule_or_404(session: Session, rule_id: int) -> Rule:
