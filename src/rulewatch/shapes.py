@@ -37,14 +37,14 @@ Status = Literal["pass", "fail", "error"]
 
 
 def answer(model: type[BaseModel], /, **values: Any) -> dict[str, Any]:
-    """The JSON-ready answer of ``model`` from ``values`` (nested answers as dicts, raw or
-    already answered): exactly the model's fields, by their JSON names, serialised as the
+    """The JSON-ready answer of ``model`` from ``values`` named as in the answer (nested
+    answers as dicts, raw or already answered): exactly the model's fields, serialised as the
     model says. Fields without a value are left out (those the model lets be absent).
 
     The values are our own rows, so they are not validated: a row stored under older rules
     must still be shown, and validating a page of rows would cost more than it finds.
     """
-    out: dict[str, Any] = _serializer(model).to_python(values, by_alias=True)
+    out: dict[str, Any] = _serializer(model).to_python(values)
     return out
 
 
@@ -57,7 +57,8 @@ def _serializer(model: type[BaseModel]) -> SchemaSerializer:
 
 
 def _dict_shaped(schema: Any) -> Any:
-    """``schema`` with each model (and nested model) read as a typed dict of its fields."""
+    """``schema`` with each model (and nested model) read as a typed dict of its fields,
+    keyed by their JSON names so that an answer already made reads as its own values."""
     if isinstance(schema, list):
         return [_dict_shaped(item) for item in schema]
     if not isinstance(schema, dict):
@@ -66,17 +67,15 @@ def _dict_shaped(schema: Any) -> Any:
         inner = _dict_shaped(schema["schema"])
         return {**inner, "ref": schema["ref"]} if "ref" in schema else inner
     if schema.get("type") == "model-fields":
-        fields = {name: _dict_field(field) for name, field in schema["fields"].items()}
+        fields = {
+            field.get("serialization_alias") or name: core_schema.typed_dict_field(
+                _dict_shaped(field["schema"]),
+                serialization_exclude=field.get("serialization_exclude"),
+            )
+            for name, field in schema["fields"].items()
+        }
         return core_schema.typed_dict_schema(fields)
     return {key: _dict_shaped(value) for key, value in schema.items()}
-
-
-def _dict_field(field: Any) -> core_schema.TypedDictField:
-    return core_schema.typed_dict_field(
-        _dict_shaped(field["schema"]),
-        serialization_alias=field.get("serialization_alias"),
-        serialization_exclude=field.get("serialization_exclude"),
-    )
 
 
 class _Answer(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,7 +23,13 @@ from werkzeug.test import TestResponse
 
 from rulewatch.models import Verification
 from rulewatch.services.verification import Job, verification_to_dict, verify_jobs
-from rulewatch.shapes import DraftVerification, VerificationOut, answer
+from rulewatch.shapes import (
+    DraftVerification,
+    FieldProblem,
+    StabilityOut,
+    VerificationOut,
+    answer,
+)
 from tests.api.sample_data import Sample, make_sample
 from tests.auth import PASSWORD, add_user, token_for
 
@@ -226,3 +233,29 @@ def test_the_hot_path_verification_dict_is_exactly_its_model(app: Flask) -> None
     assert list(result) == list(VerificationOut.model_fields)
     VerificationOut.model_validate(result)  # every field of its type, no other field
     assert set(DraftVerification.model_fields) < set(VerificationOut.model_fields)
+
+
+AT = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+RATE = {"rule_id": 7, "name": "orders", "pass": 9, "fail": 1, "error": 0,
+        "maintenance": 2, "rate": 0.9, "target": 0.99, "meets_target": False,
+        "error_budget_left": -9.0}  # fmt: skip
+OVERALL = {"pass": 9, "fail": 1, "error": 0, "maintenance": 2, "rate": 0.9, "rules": 1,
+           "rules_with_data": 1, "rules_meeting_target": 0}  # fmt: skip
+REPORT = {"window": "7d", "start": AT, "end": AT, "tag": None, "overall": OVERALL,
+          "total": 1, "limit": None, "offset": 0, "rules": [RATE]}  # fmt: skip
+
+
+def test_it_serialises_a_dict_as_the_model_itself_would() -> None:
+    by_model = StabilityOut.model_validate(REPORT).model_dump(by_alias=True)
+    assert answer(StabilityOut, **REPORT) == by_model
+    assert by_model["rules"][0]["pass"] == 9 and by_model["start"] == AT.isoformat()
+
+
+def test_it_answers_only_the_models_fields_and_nests_answers_already_made() -> None:
+    answered = answer(StabilityOut, **REPORT, owner="ops")
+    assert "owner" not in answered
+    assert answer(StabilityOut, **answered) == answered
+    assert answer(FieldProblem, field="name", message="missing") == {
+        "field": "name",
+        "message": "missing",
+    }  # the one field it may leave out, left out

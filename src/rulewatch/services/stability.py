@@ -144,8 +144,8 @@ def report_to_dict(
 def _rule_rate(r: RuleStability) -> dict[str, Any]:
     c = r.counts  # written out: a report may hold 10,000 rules
     return {
-        "rule_id": r.rule_id, "name": r.name, "passed": c.passed, "failed": c.failed,
-        "errors": c.errors, "maintenance": c.maintenance, "rate": r.rate, "target": r.target,
+        "rule_id": r.rule_id, "name": r.name, "pass": c.passed, "fail": c.failed,
+        "error": c.errors, "maintenance": c.maintenance, "rate": r.rate, "target": r.target,
         "meets_target": r.meets_target, "error_budget_left": r.error_budget_left,
     }  # fmt: skip
 
@@ -239,5 +239,4 @@ class ReportCache:
 
 
 def _counts(c: Counts) -> dict[str, int]:
-    return {"passed": c.passed, "failed": c.failed, "errors": c.errors,
-            "maintenance": c.maintenance}  # fmt: skip
+    return {"pass": c.passed, "fail": c.failed, "error": c.errors, "maintenance": c.maintenance}
