@@ -16,7 +16,6 @@ import re
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,7 +37,14 @@ from rulewatch.migrate import upgrade
 from rulewatch.models import Notification, Rule, utcnow
 from tests.auth import sign_in_test_clients
 from tests.conftest import REDIS_URL, drop_database, fresh_database, require_service
-from tests.integration.processes import free_port, spawn, stop, wait_for
+from tests.integration.processes import (
+    broker_idle,
+    free_port,
+    spawn,
+    stop,
+    unacknowledged,
+    wait_for,
+)
 from tests.smtp_server import Inbox
 from tests.targets import Target, http_rule
 
@@ -92,6 +98,13 @@ class Stack:
         assert task["state"] == "SUCCESS", task
         result: dict[str, Any] = task["result"]
         return result
+
+    def settle(self, stranded: frozenset[bytes] = frozenset()) -> None:
+        """Wait until the workers have nothing left to do: no queued, running or delayed task
+        (a retry or a grouped send waiting for its countdown); ``stranded``: messages a killed
+        worker held."""
+        broker = self.env["RULEWATCH_BROKER_URL"]
+        wait_for(lambda: broker_idle(broker, stranded), 60, "the workers to finish", self.log)
 
     def notifications(self) -> list[dict[str, Any]]:
         """The outbox as GET /api/v1/notifications shows it, oldest first."""
@@ -206,7 +219,7 @@ def test_an_alert_raised_while_smtp_is_down_is_delivered_once_by_the_task_retry(
         inbox = Inbox()
         with smtp_server(port, inbox):  # the task's own retry (exponential backoff) sends it
             wait_for(lambda: inbox.messages, 40, "the retry to deliver the alert", stack.log)
-            time.sleep(4)
+            stack.settle()  # a second delivery would come from a task still queued or held
             [message] = inbox.messages
             [row] = stack.notifications()
     assert message["Subject"] == "[FIRING] payments"
@@ -236,6 +249,7 @@ def test_a_send_whose_worker_was_killed_is_relayed_once_its_lease_ran_out(
         assert handler.blocked.wait(15), "worker A never reached DATA"
         os.killpg(worker_a.pid, signal.SIGKILL)
         worker_a.wait(10)
+        stranded = unacknowledged(stack.env["RULEWATCH_BROKER_URL"])
         handler.release.set()
         with stack.factory() as session:
             [held] = session.scalars(select(Notification))
@@ -244,11 +258,12 @@ def test_a_send_whose_worker_was_killed_is_relayed_once_its_lease_ran_out(
         stack.start_worker("worker-b")
         from rulewatch.tasks import verify_all_rules
 
-        time.sleep(max(0.0, (held.claimed_until - utcnow()).total_seconds()) + 0.5)
+        lease_end = held.claimed_until
+        wait_for(lambda: utcnow() > lease_end, 30, "worker A's lease to run out", stack.log)
         relayed = verify_all_rules.apply_async().get(timeout=20)
         assert relayed["notifications_relayed"] == 1
         wait_for(lambda: handler.messages, 20, "worker B to send the relayed row", stack.log)
-        time.sleep(3)
+        stack.settle(stranded)
         [message] = handler.messages
         [row] = stack.notifications()
     assert handler.data_calls == 2
@@ -273,7 +288,7 @@ def test_it_reminds_once_an_interval_passed_then_resolves(pg_server: str, tmp_pa
         wait_for(lambda: inbox.messages, 20, "the firing email", stack.log)
         assert stack.verify(rule_id)["status"] == "fail"
         assert len(stack.notifications()) == 1, "a reminder before its interval"
-        time.sleep(1)
+        stack.settle()
         assert len(inbox.messages) == 1
         with transaction(stack.factory) as session:  # as if 61 s had passed since the firing
             stored = session.get(Rule, rule_id)
@@ -288,7 +303,7 @@ def test_it_reminds_once_an_interval_passed_then_resolves(pg_server: str, tmp_pa
         assert stack.verify(rule_id)["status"] == "pass"
         assert stack.verify(rule_id)["status"] == "pass"
         wait_for(lambda: len(inbox.messages) >= 3, 20, "the resolved email", stack.log)
-        time.sleep(2)
+        stack.settle()  # the resolved row is marked sent after the server accepted it
         rows = stack.notifications()
     subjects = [m["Subject"] for m in inbox.messages]
     assert subjects == ["[FIRING] billing", "[STILL FIRING] billing", "[RESOLVED] billing"]
@@ -328,7 +343,7 @@ def test_a_ticks_alerts_reach_each_recipient_as_one_email(pg_server: str, tmp_pa
             return {m["To"] for m in inbox.messages} == {OPS, DEV}
 
         wait_for(both, 25, "the grouped emails", stack.log)
-        time.sleep(4)  # a straggler of the tick would be sent group_wait_s after its batch
+        stack.settle()  # a straggler of the tick would be sent group_wait_s after its batch
         rows = stack.notifications()
         assert stack.log is not None
         log = stack.log.read_text(errors="replace")
