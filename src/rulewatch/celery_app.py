@@ -26,6 +26,7 @@ ROUTES = {
     "rulewatch.digest": {"queue": "reports"},
     "rulewatch.queue_digest": {"queue": "alerts"},
 }
+EMBEDDED_TRANSPORT = "rulewatch.embedded_broker:Transport"
 MAX_PRIORITY = 9  # queues declare it; dispatch.priority chooses within it
 
 
@@ -33,6 +34,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from rulewatch settings."""
     return {
         "broker_url": settings.broker_url,
+        # kombu's filesystem transport, hardened: atomic writes, unreadable files set aside
+        "broker_transport": EMBEDDED_TRANSPORT if settings.embedded_broker else None,
         "result_backend": settings.result_backend,
         "broker_transport_options": _transport_options(settings),
         "broker_connection_retry_on_startup": True,
