@@ -84,7 +84,7 @@ def test_it_tries_a_draft_on_a_worker_and_answers_each_condition(stack: Stack) -
     assert passed["state"] == "SUCCESS", passed
     result = DraftVerification.model_validate(passed["result"])
     assert (result.status, result.error) == ("pass", None)
-    assert [c["resolved"] for c in result.conditions][:2] == [
+    assert [c.resolved for c in result.conditions][:2] == [
         "[STATUS] (200) == 200", "[BODY].status (UP) == UP",
     ]  # fmt: skip
     assert failed["result"]["status"] == "fail"
