@@ -86,7 +86,7 @@ def claimed_runs(settings: Settings, claims: Sequence[Claim], tick: str | None =
     group(_claimed_chunk(chunk, tick).set(priority=normal) for chunk in chunks).apply_async()
 
 
-def _claimed_chunk(chunk: Sequence[Claim], tick: str | None) -> Any:
+def _claimed_chunk(chunk: Sequence[Claim], tick: str | None) -> Signature[Any]:
     limits = time_limits(max(c.timeout_s for c in chunk))
     if len(chunk) == 1:
         c = chunk[0]
@@ -140,7 +140,7 @@ def new_notifications(rows: Sequence[Notification], group_wait_s: float) -> None
     tick's other batches join their group email; the others go now."""
     waits = {row.id: send_countdown_s(row, group_wait_s) for row in rows}
     for wait_s in sorted(set(waits.values())):
-        notifications([nid for nid, w in waits.items() if w == wait_s], wait_s)
+        send_notifications([nid for nid, w in waits.items() if w == wait_s], wait_s)
 
 
 def send_countdown_s(row: Notification, group_wait_s: float) -> float:
@@ -148,7 +148,7 @@ def send_countdown_s(row: Notification, group_wait_s: float) -> float:
     return group_wait_s if row.group_key is not None else 0.0
 
 
-def notifications(ids: Sequence[int], countdown_s: float = 0) -> None:
+def send_notifications(ids: Sequence[int], countdown_s: float = 0) -> None:
     """Ask the alerts workers to send these outbox rows after ``countdown_s``.
 
     The rows are committed: if the broker cannot take the messages now, nothing is lost,

@@ -102,7 +102,7 @@ def alerting(rt: Runtime) -> Alerting:
 def _relay_outbox(rt: Runtime) -> int:
     with transaction(rt.factory) as session:
         ids = notifications.due_for_relay(session, utcnow())
-    dispatch.notifications(ids)
+    dispatch.send_notifications(ids)  # the relay: rows whose own enqueue was lost
     return len(ids)
 
 
