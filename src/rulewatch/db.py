@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, Literal, TypeVar, TypeVarTuple
 
-from sqlalchemy import Engine, Select, Table, case, create_engine, event
+from sqlalchemy import Engine, Executable, Select, Table, case, create_engine, event
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
@@ -106,25 +107,33 @@ def upsert(
     if not rows:
         return
     dialect = session.get_bind().dialect.name
+    session.execute(_upsert_statement(dialect, table, tuple(keys), tuple(merge.items())), rows)
+
+
+@lru_cache(maxsize=64)
+def _upsert_statement(
+    dialect: str, table: Table, keys: tuple[str, ...], merge: tuple[tuple[str, Merge], ...]
+) -> Executable:
+    """Built once per table and merge: it runs with every batch of verifications, and
+    building the SET clause costs more than SQLAlchemy's cached compilation of it."""
     if dialect in ("mysql", "mariadb"):
         stmt_my = mysql.insert(table)
-        merged = _merged(table, stmt_my.inserted, merge)
-        session.execute(stmt_my.on_duplicate_key_update(merged), rows)
-        return
+        return stmt_my.on_duplicate_key_update(_merged(table, stmt_my.inserted, merge))
     stmt: postgresql.Insert | sqlite.Insert = (
         postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     )
-    merged = _merged(table, stmt.excluded, merge)
-    session.execute(stmt.on_conflict_do_update(index_elements=keys, set_=merged), rows)
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_=_merged(table, stmt.excluded, merge)
+    )
 
 
 def _merged(
-    table: Table, new: ReadOnlyColumnCollection[str, Any], merge: Mapping[str, Merge]
+    table: Table, new: ReadOnlyColumnCollection[str, Any], merge: tuple[tuple[str, Merge], ...]
 ) -> dict[str, Any]:
     """The SET clause merging each column of ``merge`` with its incoming value ``new``."""
     return {
         name: table.c[name] + new[name]
         if how == "add"
         else case((table.c[name] >= new[name], table.c[name]), else_=new[name])
-        for name, how in merge.items()
+        for name, how in merge
     }

@@ -59,7 +59,7 @@ class _Check:
     """What probing and judging read: the probe call, the parsed conditions, their history."""
 
     call: ProbeCall
-    conditions: list[Condition]
+    conditions: Sequence[Condition]
     history: list[Any]
 
 
@@ -147,9 +147,11 @@ def _prepare_all(
 
 
 @lru_cache(maxsize=65536)
-def _parsed(text: str) -> Condition:
-    """Parsing is pure and rules repeat every interval: parse each condition text once."""
-    return parse_condition(text)
+def _parsed(texts: tuple[str, ...]) -> tuple[tuple[Condition, ...], bool]:
+    """A rule's parsed conditions, and whether they read history: parsing is pure and
+    rules repeat every interval, so each rule's conditions are parsed once."""
+    conditions = tuple(parse_condition(text) for text in texts)
+    return conditions, needs_history(conditions)
 
 
 @dataclass(frozen=True)
@@ -182,13 +184,11 @@ def _check(
 ) -> _Check:
     """Parse the conditions; read the history (recent values) only when one needs it."""
     try:
-        conditions = [_parsed(text) for text in texts]
+        conditions, wants_history = _parsed(tuple(texts))
     except ValueError as exc:  # stored before a stricter parser: an error, not a crash
         fault = f"stored condition cannot be parsed: {exc}"
         return _Check(ProbeCall(kind, target, fault), [], [])
-    return _Check(
-        ProbeCall(kind, target), conditions, history() if needs_history(conditions) else []
-    )
+    return _Check(ProbeCall(kind, target), conditions, history() if wants_history else [])
 
 
 def _history(session: Session, rule: _RuleState) -> list[Any]:
