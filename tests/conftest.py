@@ -21,9 +21,9 @@ migrates one database and empties its tables after each test (rebuilt when a tes
 another schema). Names carry the worker and a random part, so parallel workers and runs
 never share a database.
 
-`make test` spreads test files over xdist workers, each file whole on one worker
-(``--dist loadfile``): a module's processes, its Redis db and its module-scoped fixtures
-are never used by two workers at once.
+`make test` spreads test files over xdist workers (``-n auto``), each file whole on one
+worker (``--dist loadfile``, in pyproject's addopts): a module's processes, its Redis db and
+its module-scoped fixtures are never used by two workers at once.
 """
 
 from __future__ import annotations
