@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from bench.nginx import start_nginx, target_urls  # noqa: E402
 from bench.procstat import usage  # noqa: E402
 from rulewatch import create_app  # noqa: E402
 from rulewatch.config import load_settings  # noqa: E402
-from rulewatch.dispatch import priority  # noqa: E402
+from rulewatch.dispatch import verify_now  # noqa: E402
 from rulewatch.domain.schedule import Schedule, first_due  # noqa: E402
 from rulewatch.migrate import upgrade  # noqa: E402
 from rulewatch.models import Rule  # noqa: E402
@@ -70,20 +69,12 @@ def make_rules(url: str, targets: list[str], interval: int, start: datetime) -> 
 
 
 def interactive_latencies(app: Any, rule_id: int, stop: threading.Event) -> list[float]:
-    """Every 2 s, a verify-now on the interactive queue; seconds until its result is stored."""
-    from rulewatch.tasks import verify
-
-    settings = app.extensions["rulewatch"].settings
+    """Every 2 s, a verify-now queued as the API queues it; seconds until its result is stored."""
+    runtime, celery = app.extensions["rulewatch"], app.extensions["celery"]
     out: list[float] = []
     while not stop.wait(2.0):
         t0 = time.perf_counter()
-        vid = str(uuid.uuid4())
-        verify.apply_async(
-            args=(rule_id, vid),
-            task_id=vid,
-            queue="interactive",
-            priority=priority(settings, urgent=True),
-        ).get(timeout=60)
+        celery.AsyncResult(verify_now(runtime, rule_id)).get(timeout=60)
         out.append(time.perf_counter() - t0)
     return out
 
