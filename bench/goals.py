@@ -28,11 +28,13 @@ def _throughput(t: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
 
 
 def _baseline(b: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
-    med = b["median_verifications_per_s"]
+    med, best = b["median_verifications_per_s"], b["best_verifications_per_s"]
     what = (f"throughput against {b['baseline_revision']} (same run, {b['rounds']} alternating "
-            "runs each, medians)")  # fmt: skip
-    measured = f"{b['current_over_baseline']}x ({med['current']}/s vs {med['baseline']}/s)"
-    return [(what, ">= 0.90x", measured, b["current_over_baseline"] >= 0.9)]
+            "runs each: medians; best runs)")  # fmt: skip
+    ratios = b["current_over_baseline"], b["best_current_over_best_baseline"]
+    measured = (f"{ratios[0]}x ({med['current']}/s vs {med['baseline']}/s); "
+                f"{ratios[1]}x ({best['current']}/s vs {best['baseline']}/s)")  # fmt: skip
+    return [(what, ">= 0.90x both", measured, min(ratios) >= 0.9)]
 
 
 def _scale(s: dict[str, Any]) -> list[tuple[str, str, str, bool]]:

@@ -64,7 +64,7 @@ QUICK = {
     "metrics": ["--rules", "500", "--repeat", "5"],
     "ui": ["--rules", "500", "--repeat", "5", "--cold", "2"],
 }
-BASELINE_ROUNDS = 3
+BASELINE_ROUNDS = 5
 
 
 def measured(seconds: float, options: list[str]) -> dict[str, Any]:
