@@ -79,6 +79,8 @@ def compare(revision: str, rounds: int, bench_args: Sequence[str]) -> dict[str, 
 
 
 def describe_checkout() -> str:
-    """This checkout's short commit, with "+changes" when the tree differs from it."""
+    """This checkout's short commit, "+changes" when its code differs from it (the results
+    the benches write into docs/ do not count)."""
     commit = git("rev-parse", "--short", "HEAD")
-    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "src", "bench")
+    return commit + ("+changes" if changed else "")
