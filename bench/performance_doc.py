@@ -128,6 +128,11 @@ def _section_table(sections: dict[str, Any]) -> list[str]:
                     + ", ".join(f"{k} {v}" for k, v in m["packages"].items()))  # fmt: skip
         lines.append(f"| {name} | {m['date']} | {m['revision']} | {m['seconds']:.0f} s "
                      f"| {m['machine']} | {versions} |")  # fmt: skip
+    # the baseline comparison and the throughput section share one run (and one "measured")
+    runs = {(m["date"], m["seconds"]) for s in sections.values() if (m := s["measured"])}
+    total = sum(seconds for _, seconds in runs)
+    lines += ["", f"The sections took {total / 60:.0f} minutes of bench time in all (set-up "
+              "included; waiting for the machine between sections not)."]  # fmt: skip
     return [*lines, ""]
 
 
