@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -345,7 +344,7 @@ def _stale(runtime: Any, client: FlaskClient, path: str, times: int) -> dict[str
         t0 = time.perf_counter()
         _get(client, path)
         samples.append(time.perf_counter() - t0)
-        futures.wait(list(cache._flights.values()))  # the refresh ends before the next sample
+        cache.settle()  # the refresh ends before the next sample
     return {"path": path, "ms": summary_ms(samples)}
 
 

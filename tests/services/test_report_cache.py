@@ -52,13 +52,9 @@ def test_it_serves_a_stale_report_at_once_and_refreshes_it_in_the_background() -
     assert cache.get(KEY, later, refresh) is old
     assert cache.get(KEY, later, refresh) is old  # one refresh at a time
     refresh.release.set()
-    assert refresh.done.wait(5)
-    for _ in range(50):
-        newer = cache.get(KEY, later, Computer(later))
-        if newer is not old:
-            break
-        threading.Event().wait(0.02)
-    assert newer.end == later and refresh.calls == 1
+    cache.settle(5)
+    assert cache.get(KEY, later, Computer(later)).end == later
+    assert refresh.calls == 1
 
 
 def test_it_computes_again_once_a_report_is_too_old_to_serve() -> None:
@@ -89,13 +85,12 @@ def test_it_keeps_the_stale_report_when_a_refresh_fails() -> None:
 
     later = T0 + timedelta(seconds=60)
     assert cache.get(KEY, later, broken) is old
-    assert failed.wait(5)
-    for _ in range(50):  # the failed refresh ends, and the next stale read starts another
-        retry = Computer(later)
-        assert cache.get(KEY, later, retry) is old
-        if retry.done.wait(0.05):
-            break
-    assert retry.calls == 1
+    cache.settle(5)
+    assert failed.is_set()
+    retry = Computer(later)  # the failed refresh has ended: the next stale read starts another
+    assert cache.get(KEY, later, retry) is old
+    cache.settle(5)
+    assert retry.calls == 1 and cache.get(KEY, later, Computer(later)).end == later
 
 
 class Blocking:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Collection
+from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -196,6 +197,12 @@ class ReportCache:
         if mine:
             self._compute(key, flight, compute)
         return flight.result()
+
+    def settle(self, timeout_s: float | None = None) -> None:
+        """Wait for the computations under way, background refreshes included, to end."""
+        with self._lock:
+            flights = list(self._flights.values())
+        futures.wait(flights, timeout_s)
 
     def _flight(self, key: Key) -> tuple[Future[StabilityReport], bool]:
         """The computation of ``key`` under way, or a new one this caller must run (True)."""
