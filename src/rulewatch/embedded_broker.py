@@ -6,16 +6,19 @@ the ``JSONDecodeError`` escapes the consumer and Celery stops the worker as unre
 (kombu issue 1551). Here a message is written under a name no reader looks at and renamed
 into place, so a reader sees a whole file or none; a file that still cannot be made into a
 message (corrupt, truncated by a crash, written by something else) is moved to ``bad/``
-with one log line, and the worker goes on to the next.
+with one log line, and the worker goes on to the next. The exchange tables every process
+updates as it declares its queues are rewritten whole, under a lock, for the same reason.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from queue import Empty
 from time import monotonic_ns
@@ -62,6 +65,32 @@ class Channel(filesystem.Channel):
                 return payload
         raise Empty()
 
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str | None, queue: str) -> None:
+        """Add a binding to the exchange's table, rewritten whole under a lock of its own."""
+        # kombu creates the table in place, so a process starting beside another could read
+        # it empty and fail to start; readers of a table written this way never see it torn
+        file = self.control_folder / f"{exchange}.exchange"  # kombu's name (checked by get_table)
+        entry = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        try:
+            self.control_folder.mkdir(exist_ok=True)
+            with _exclusive(file.with_name(f"{file.name}.lock")):
+                table = self._table_or_empty(exchange, file)
+                if entry not in table:
+                    _write_atomically(file, dumps([entry, *table]).encode())
+        except OSError as exc:
+            raise ChannelError(f"Cannot write exchange table {file}: {exc}") from exc
+
+    def _table_or_empty(self, exchange: str, file: Path) -> list[filesystem.exchange_queue_t]:
+        """The exchange's table; empty, with a log line, if it cannot be read."""
+        try:
+            return self.get_table(exchange)
+        # empty is what kombu's own writer leaves while it creates a table; anything else
+        # unreadable would fail every declare and publish, so it is written anew
+        except (ValueError, TypeError) as exc:
+            logger.error("embedded broker: rewriting unreadable exchange table %s (%s: %s)",
+                         file.name, type(exc).__name__, exc)  # fmt: skip
+            return []
+
     def _read(self, taken: Path, name: str) -> dict[str, Any] | None:
         """The message in ``taken`` (then deleted), or None once it is quarantined."""
         try:
@@ -93,6 +122,17 @@ def _write_atomically(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_file`` (created if missing) for the block."""
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _quarantine(taken: Path, destination: Path, reason: str) -> None:

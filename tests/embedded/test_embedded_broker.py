@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kombu import Connection
+from kombu import Connection, Exchange, Queue
 
 from rulewatch.celery_app import celery_config
 from rulewatch.config import load_settings
@@ -110,3 +110,19 @@ def test_it_selects_the_hardened_transport_only_for_the_embedded_broker(tmp_path
 
     assert transport_of({}) == "rulewatch.embedded_broker:Transport"
     assert transport_of({"RULEWATCH_BROKER_URL": "redis://127.0.0.1:6379/0"}) == "redis"
+
+
+@pytest.mark.parametrize("content", [b"", b'[["checks", "", "chec'], ids=["empty", "torn"])
+def test_it_declares_queues_over_an_exchange_table_left_unreadable(
+    connection: Connection, folder: Path, caplog: pytest.LogCaptureFixture, content: bytes
+) -> None:
+    table = folder / "control" / "checks.exchange"  # Celery binds every queue to "checks"
+    table.parent.mkdir()
+    table.write_bytes(content)  # kombu's writer creates it empty, then fills it in place
+    with caplog.at_level(logging.ERROR, logger="rulewatch.embedded_broker"):
+        queue = connection.SimpleQueue(Queue("checks", Exchange("checks"), routing_key="checks"))
+        queue.put({"n": 1})
+        assert queue.get(timeout=5).payload == {"n": 1}
+    assert json.loads(table.read_bytes()) == [["checks", "", "checks"]]
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "rewriting unreadable exchange table checks.exchange (JSONDecodeError" in line
