@@ -269,9 +269,10 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Flask:
+def app(settings: Settings) -> Iterator[Flask]:
     """The Flask app under test; its test clients send an admin's token (``token=None``: none)."""
     app = create_app(settings)
     app.config["TESTING"] = True
     sign_in_test_clients(app)
-    return app
+    yield app
+    app.extensions["rulewatch"].engine.dispose()  # closes its pool before the database goes
