@@ -5,8 +5,9 @@ Which engines a test runs on. A test that asks for ``database_url`` (or ``factor
 
 - all three engines when it touches SQL that differs between them: every test under
   ``tests/services`` and ``tests/probes`` (claims, rollups, notifications, db helpers,
-  migrations, SQL probes), and any test or module marked ``@pytest.mark.all_databases``
-  (the cross-database API set, for instance);
+  migrations, SQL probes), and any test or module marked ``@pytest.mark.all_databases``:
+  the cross-database API set (name filters, the YAML round trip, name clashes lost to a
+  concurrent request);
 - SQLite only otherwise (pages and most API tests). SQLite is the storage `rulewatch up`
   runs on out of the box, the browser tests' too, and the cheapest to reset: pages and API
   handlers go through the same services, whose SQL the matrix above already covers.
