@@ -151,3 +151,39 @@ def test_it_finishes_the_other_rules_of_a_batch_while_one_target_hangs(
     assert all(by_rule[r]["status"] == "pass" for r in fast)
     assert all(by_rule[r]["duration_ms"] < 1000 for r in fast), "fast rules waited for the slow one"
     assert elapsed < 5, "the batch outlived the slow rule's own timeout by far"
+
+
+def test_it_records_the_fast_rules_of_a_batch_while_a_slow_target_still_holds_its_request(
+    factory: sessionmaker[Session],
+) -> None:
+    with Target() as fast_target, Target() as slow_target:
+        fast = _rules(factory, fast_target.url, "fast", 5)
+        [slow] = _rules(factory, slow_target.url, "slow", 1)
+        slow_target.hold()
+        seen_while_held: list[int] = []
+
+        def check_while_held() -> None:
+            slow_target.arrived.wait(HOLD_S)
+            seen_while_held.extend(_wait_for_recorded(factory, len(fast)))
+            slow_target.release.set()
+
+        watcher = threading.Thread(target=check_while_held)
+        watcher.start()
+        results = verify_jobs(factory, [Job(r, str(uuid.uuid4())) for r in [slow, *fast]], CTX)
+        watcher.join()
+    assert sorted(seen_while_held) == sorted(fast), "fast rules waited for the slow one"
+    assert {r["rule_id"]: r["status"] for r in results} == dict.fromkeys([slow, *fast], "pass")
+
+
+HOLD_S = 20
+
+
+def _wait_for_recorded(factory: sessionmaker[Session], count: int) -> list[int]:
+    """The rules with a recorded verification, once ``count`` are (or after HOLD_S)."""
+    deadline = time.monotonic() + HOLD_S
+    while True:
+        with factory() as session:
+            recorded = list(session.scalars(select(Verification.rule_id)))
+        if len(recorded) >= count or time.monotonic() > deadline:
+            return recorded
+        time.sleep(0.05)  # polls the database for an outcome, stages nothing

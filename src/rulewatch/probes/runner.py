@@ -12,8 +12,9 @@ import atexit
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -26,6 +27,9 @@ from rulewatch.probes import KINDS, ProbeContext, run_probe
 T = TypeVar("T")
 _local = threading.local()
 MAX_THREADS = 64
+# how long a result may wait for its flush: short against any interval, long enough that a
+# flush holds many results, so writes stay set-based
+FLUSH_EVERY_S = 0.5
 BLOCKING_KINDS = frozenset(name for name, kind in KINDS.items() if kind.blocking)
 
 
@@ -52,14 +56,58 @@ def probe_all(calls: Sequence[ProbeCall], ctx: ProbeContext) -> list[Seen]:
     return probe_runner().run(lambda http: _probe_all(calls, ctx, http))
 
 
+Flush = Callable[[list[tuple[int, Seen]]], None]
+
+
+def probe_in_flushes(
+    calls: Sequence[ProbeCall], ctx: ProbeContext, flush: Flush, every_s: float = FLUSH_EVERY_S
+) -> None:
+    """Probe every call concurrently and hand ``flush`` what was seen, as (index, seen) pairs,
+    every ``every_s`` and at the end: a slow target holds back only its own result."""
+    probe_runner().run(lambda http: _probe_in_flushes(calls, ctx, http, flush, every_s))
+
+
 async def _probe_all(
     calls: Sequence[ProbeCall], ctx: ProbeContext, http: aiohttp.ClientSession
 ) -> list[Seen]:
+    async with _shared(calls, ctx, http) as shared:
+        return list(await asyncio.gather(*(_probe_one(call, shared) for call in calls)))
+
+
+async def _probe_in_flushes(
+    calls: Sequence[ProbeCall],
+    ctx: ProbeContext,
+    http: aiohttp.ClientSession,
+    flush: Flush,
+    every_s: float,
+) -> None:
+    seen: list[tuple[int, Seen]] = []
+
+    async def probe(index: int, call: ProbeCall, shared: ProbeContext) -> None:
+        seen.append((index, await _probe_one(call, shared)))
+
+    async with _shared(calls, ctx, http) as shared:
+        probes = asyncio.gather(*(probe(i, call, shared) for i, call in enumerate(calls)))
+        try:
+            while not probes.done() or seen:
+                await asyncio.wait([probes], timeout=every_s)
+                ready, seen[:] = seen[:], []
+                if ready:  # in a thread: the loop keeps probing while the database writes
+                    await asyncio.to_thread(flush, ready)
+        finally:
+            probes.cancel()  # a flush that failed leaves nothing probing behind it
+        probes.result()
+
+
+@asynccontextmanager
+async def _shared(
+    calls: Sequence[ProbeCall], ctx: ProbeContext, http: aiohttp.ClientSession
+) -> AsyncIterator[ProbeContext]:
+    """The context the batch's probes share: the HTTP session and a pool for blocking kinds."""
     blocking = sum(1 for call in calls if call.kind in BLOCKING_KINDS)
     executor = ThreadPoolExecutor(min(MAX_THREADS, blocking)) if blocking else None
-    shared = replace(ctx, http_session=http, sql_executor=executor)
     try:
-        return list(await asyncio.gather(*(_probe_one(call, shared) for call in calls)))
+        yield replace(ctx, http_session=http, sql_executor=executor)
     finally:
         if executor is not None:  # queries are bounded by their own statement timeout
             executor.shutdown(wait=False, cancel_futures=True)

@@ -1,5 +1,5 @@
 """Running verifications: prepare, probe (the probe runner), judge (the domain), and record,
-in one transaction per batch."""
+in short set-based flushes as the targets answer."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from rulewatch.domain.observation import Observation
 from rulewatch.domain.schedule import Schedule, lateness_s, next_due
 from rulewatch.models import Rule, Verification, utcnow
 from rulewatch.probes import ProbeContext
-from rulewatch.probes.runner import ProbeCall, Seen, probe_all
+from rulewatch.probes.runner import ProbeCall, Seen, probe_all, probe_in_flushes
 from rulewatch.schemas import validate_rule
 from rulewatch.services.alerts import Outcome, record_alerts
 from rulewatch.services.maintenance import maintenance_of
@@ -91,14 +91,15 @@ def verify_jobs(
     ctx: ProbeContext,
     alerting: Alerting | None = None,
 ) -> list[dict[str, Any]]:
-    """Verify a batch of rules: probes run concurrently, results are written together."""
+    """Verify a batch of rules: probes run concurrently, and results are written set-based in
+    short flushes as they come, so a target that never answers delays only its own rule."""
     with factory() as session:
         ready, results = _prepare_all(session, jobs)
-    probed = _probed(ready, ctx) if ready else []
-    if probed:
-        with transaction(factory) as session:
-            _, recorded = _record_all(session, probed, alerting)
-            results.update(recorded)
+    if ready:
+        calls = [item.check.call for item in ready]
+        probe_in_flushes(
+            calls, ctx, lambda seen: results.update(_record(factory, ready, seen, alerting))
+        )
     return [results[job.verification_id] for job in jobs]
 
 
@@ -201,9 +202,16 @@ def _history(session: Session, rule: _RuleState) -> list[Any]:
     return [m["value"] for m in session.scalars(query) if m.get("value") is not None]
 
 
-def _probed(ready: Sequence[_Prepared], ctx: ProbeContext) -> list[_Probed]:
-    seen = probe_all([item.check.call for item in ready], ctx)
-    return [_Probed(item, one) for item, one in zip(ready, seen, strict=True)]
+def _record(
+    factory: sessionmaker[Session],
+    ready: Sequence[_Prepared],
+    seen: Sequence[tuple[int, Seen]],
+    alerting: Alerting | None,
+) -> dict[str, dict[str, Any]]:
+    """Record one flush of probe results (indexes into ``ready``) in one transaction."""
+    probed = [_Probed(ready[index], one) for index, one in seen]
+    with transaction(factory) as session:
+        return _record_all(session, probed, alerting)[1]
 
 
 def _record_all(
