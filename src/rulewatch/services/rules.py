@@ -41,8 +41,8 @@ def rule_to_dict(rule: Rule) -> dict[str, Any]:
     """The API form: definition plus id and state."""
     return answer(
         RuleOut, id=rule.id, **spec_of(rule), last_status=rule.last_status,
-        last_verified_at=rule.last_verified_at,
-        next_due_at=rule.next_due_at, created_at=rule.created_at, updated_at=rule.updated_at,
+        last_verified_at=rule.last_verified_at, next_due_at=rule.next_due_at,
+        created_at=rule.created_at, updated_at=rule.updated_at,
     )  # fmt: skip
 
 
