@@ -94,13 +94,16 @@ def test_it_puts_a_300_ms_check_in_the_half_second_bucket(app: Flask) -> None:
         rule_id = _rule(app, http_rule(target.url))
         target.delay_s = 0.3
         [result] = _verify(app, rule_id)
-    assert 300 <= result["duration_ms"] < 500
+    # a loaded machine may stretch the check past half a second: then it belongs one bucket up
+    seconds = result["duration_ms"] / 1000
+    assert seconds >= 0.3
     samples = _scrape(app)
     bucket = "rulewatch_check_duration_seconds_bucket"
     assert _value(samples, bucket, kind="http", le="0.25") == 0
-    assert _value(samples, bucket, kind="http", le="0.5") == 1
+    assert _value(samples, bucket, kind="http", le="0.5") == (1 if seconds <= 0.5 else 0)
     assert _value(samples, bucket, kind="http", le="+Inf") == 1
-    assert 0.3 <= _value(samples, "rulewatch_check_duration_seconds_sum", kind="http") < 0.5
+    total = _value(samples, "rulewatch_check_duration_seconds_sum", kind="http")
+    assert total == pytest.approx(seconds, abs=0.001)
 
 
 def test_it_measures_how_late_scheduled_runs_started_and_leaves_manual_runs_out(

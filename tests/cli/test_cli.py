@@ -252,11 +252,20 @@ def test_it_emails_the_alert_of_a_cli_verification_through_a_worker_without_the_
     with start_worker(worker_app, queues=["alerts"], perform_ping_check=False):
         assert cli("verify", "orders API").exit_code == 1
         _wait_for(lambda: len(inbox.messages) == 1, "the firing email")
+        # the sender records "sent" once the SMTP conversation has ended, just after delivery
+        ended = lambda: _notification_status(factory) not in ("pending", "sending")  # noqa: E731
+        _wait_for(ended, "the row's outcome")
     [firing] = inbox.messages
     assert (firing["Subject"], firing["To"]) == ("[FIRING] orders API", "ops@example.com")
     with factory() as session:
         [row] = session.scalars(select(Notification))
         assert (row.status, row.attempts) == ("sent", 1)
+
+
+def _notification_status(factory: sessionmaker[Session]) -> str:
+    with factory() as session:
+        [row] = session.scalars(select(Notification))
+        return row.status
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
