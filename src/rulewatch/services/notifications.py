@@ -50,12 +50,14 @@ def claim(
     Rows of one group (same channel and group key, e.g. one tick's alerts of one kind for
     one email recipient) are claimed under one token and sent as one message. None when
     the row is sent, failed, or held by another.
-    The group's senders start together: the rows are locked in id order with SKIP LOCKED
-    (PostgreSQL, MySQL), so one takes the group and the others step aside, never deadlock.
+    The group's senders start together: the rows are locked in id order (PostgreSQL, MySQL),
+    so the first takes the whole group and the others wait the few milliseconds of its claim,
+    then find the rows taken and step aside; the same order means no deadlock. (SKIP LOCKED
+    would let two senders split one group into two messages.)
     """
     mine = _with_group(session, notification_id)
     candidates = select(Notification.id).where(mine, _claimable(now)).order_by(Notification.id)
-    ids = list(session.scalars(lock_for_update(candidates, session, skip_locked=True)))
+    ids = list(session.scalars(lock_for_update(candidates, session)))
     if notification_id not in ids:
         return None
     token = str(uuid.uuid4())
