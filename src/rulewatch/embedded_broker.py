@@ -8,6 +8,12 @@ into place, so a reader sees a whole file or none; a file that still cannot be m
 message (corrupt, truncated by a crash, written by something else) is moved to ``bad/``
 with one log line, and the worker goes on to the next. The exchange tables every process
 updates as it declares its queues are rewritten whole, under a lock, for the same reason.
+
+kombu's transport also forgets a message once a worker has read it, so a worker killed with
+-9 loses the tasks it held, although they are acknowledged late. Here a taken message stays
+on disk under a name that says which process took it until it is acknowledged, and a
+consumer gives back to the queue what a process that is gone had taken (one machine, as the
+embedded broker is: process ids are this machine's).
 """
 
 from __future__ import annotations
@@ -18,14 +24,14 @@ import logging
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from queue import Empty
 from time import monotonic_ns
 from typing import Any
 
 from kombu.exceptions import ChannelError
-from kombu.transport import filesystem
+from kombu.transport import filesystem, virtual
 from kombu.utils.json import dumps, loads
 
 logger = logging.getLogger(__name__)
@@ -36,8 +42,68 @@ TEMP_PREFIX = ".writing-"
 TAKEN_PREFIX = ".taken-"
 
 
+class QoS(virtual.QoS):
+    """kombu's QoS that also deletes a message's file once the consumer is done with it."""
+
+    def ack(self, delivery_tag: str) -> None:
+        """Acknowledge the message and delete its file."""
+        super().ack(delivery_tag)
+        if isinstance(self.channel, Channel):
+            self.channel.forget(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        """Reject the message (put back as a new file if ``requeue``) and delete its file."""
+        super().reject(delivery_tag, requeue=requeue)
+        if isinstance(self.channel, Channel):
+            self.channel.forget(delivery_tag)
+
+
 class Channel(filesystem.Channel):
-    """A filesystem channel whose messages appear whole and whose bad files are set aside."""
+    """A filesystem channel whose messages appear whole and whose bad files are set aside.
+
+    A message taken by a consumer stays on disk, renamed for the taking process, until it
+    is acknowledged: if that process dies, the next consumer gives it back to its queue.
+    """
+
+    QoS = QoS
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        self._taken: dict[str, Path] = {}  # delivery tag -> file of a message not yet done
+        super().__init__(connection, **kwargs)
+
+    def forget(self, delivery_tag: str | None) -> None:
+        """Delete the file of a message that is done with (acknowledged, rejected, put back)."""
+        taken = self._taken.pop(delivery_tag, None) if delivery_tag else None
+        if taken is not None:
+            taken.unlink(missing_ok=True)
+
+    def basic_consume(
+        self, queue: str, no_ack: bool, callback: Callable[..., Any] | None,
+        consumer_tag: str | None, **kwargs: Any,
+    ) -> str:  # fmt: skip
+        """Consume from ``queue``; a consumer that never acknowledges has its files deleted."""
+        if no_ack and callback is not None:
+            callback = self._forgetting(callback)
+        return super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        """The next message of ``queue``; its file is deleted now if it will not be acknowledged."""
+        message = super().basic_get(queue, no_ack=no_ack, **kwargs)
+        if no_ack and message is not None:
+            self.forget(message.delivery_tag)
+        return message
+
+    def _forgetting(self, callback: Callable[..., Any]) -> Callable[..., Any]:
+        def deliver(message: Any) -> Any:
+            self.forget(message.delivery_tag)
+            return callback(message)
+
+        return deliver
+
+    def _restore(self, message: Any) -> None:
+        """Put an unacknowledged message back in its queue as a new file (kombu's way)."""
+        super()._restore(message)
+        self.forget(message.delivery_tag)
 
     # the stubs name this argument differently in kombu's two base classes; we follow the nearest
     def _put(self, queue: str, payload: dict[str, Any], **kwargs: Any) -> None:  # type: ignore[override]
@@ -55,6 +121,8 @@ class Channel(filesystem.Channel):
         """Take the oldest readable message of ``queue``; set aside any that cannot be read."""
         folder = Path(self.data_folder_in)
         for name in sorted(os.listdir(folder)):
+            if name.startswith(TAKEN_PREFIX):
+                _give_back_if_orphaned(folder, name)
             if name.partition(".")[2] != f"{queue}.msg":
                 continue
             taken = _take(folder, name)
@@ -62,6 +130,7 @@ class Channel(filesystem.Channel):
                 continue  # another consumer took it first
             payload = self._read(taken, name)
             if payload is not None:
+                self._taken[payload["properties"]["delivery_tag"]] = taken
                 return payload
         raise Empty()
 
@@ -92,7 +161,7 @@ class Channel(filesystem.Channel):
             return []
 
     def _read(self, taken: Path, name: str) -> dict[str, Any] | None:
-        """The message in ``taken`` (then deleted), or None once it is quarantined."""
+        """The message in ``taken``, or None once it is quarantined."""
         try:
             payload: dict[str, Any] = loads(taken.read_bytes())
             self.Message(payload, channel=self)  # what the consumer will build from it
@@ -101,7 +170,6 @@ class Channel(filesystem.Channel):
         except Exception as exc:  # anything that is not a message must not stop the worker
             _quarantine(taken, taken.parent / BAD_FOLDER / name, f"{type(exc).__name__}: {exc}")
             return None
-        taken.unlink(missing_ok=True)
         return payload
 
 
@@ -150,10 +218,33 @@ def _quarantine(taken: Path, destination: Path, reason: str) -> None:
 
 
 def _take(folder: Path, name: str) -> Path | None:
-    """Rename a message file to a name only this consumer knows; None if it is gone."""
-    taken = folder / f"{TAKEN_PREFIX}{name}"
+    """Rename a message file to a name that says which process took it; None if it is gone."""
+    taken = folder / f"{TAKEN_PREFIX}{os.getpid()}-{name}"
     try:
         os.rename(folder / name, taken)  # atomic: of two consumers, exactly one wins
     except FileNotFoundError:
         return None
     return taken
+
+
+def _give_back_if_orphaned(folder: Path, name: str) -> None:
+    """Put a message taken by a process that is gone back in its queue, under its own name."""
+    pid, _, original = name.removeprefix(TAKEN_PREFIX).partition("-")
+    if not pid.isdigit() or _alive(int(pid)):
+        return
+    try:
+        os.rename(folder / name, folder / original)  # of two consumers, exactly one wins
+    except FileNotFoundError:
+        return
+    logger.warning("embedded broker: gave back message %s, taken by process %s that is gone",
+                   original, pid)  # fmt: skip
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

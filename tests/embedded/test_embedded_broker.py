@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +129,64 @@ def test_it_declares_queues_over_an_exchange_table_left_unreadable(
     assert json.loads(table.read_bytes()) == [["checks", "", "checks"]]
     [line] = [r.getMessage() for r in caplog.records]
     assert "rewriting unreadable exchange table checks.exchange (JSONDecodeError" in line
+
+
+def _taken(folder: Path) -> list[Path]:
+    return sorted(folder.glob(".taken-*"))
+
+
+def test_it_keeps_a_taken_message_on_disk_until_it_is_acknowledged(
+    connection: Connection, folder: Path
+) -> None:
+    queue = connection.SimpleQueue("checks")
+    queue.put({"n": 1})
+    message = queue.get(timeout=5)
+    [taken] = _taken(folder)
+    assert taken.name.startswith(f".taken-{os.getpid()}-")
+    message.ack()
+    assert _taken(folder) == []
+
+
+def test_it_puts_a_rejected_message_back_in_its_queue_once(
+    connection: Connection, folder: Path
+) -> None:
+    queue = connection.SimpleQueue("checks")
+    queue.put({"n": 1})
+    queue.get(timeout=5).reject(requeue=True)
+    assert (_taken(folder), len(_messages(folder))) == ([], 1)
+    again = queue.get(timeout=5)
+    assert again.payload == {"n": 1}
+    again.ack()
+
+
+def test_it_gives_back_a_message_whose_taker_died(
+    connection: Connection, folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = connection.SimpleQueue("checks")
+    queue.put({"n": 1})
+    [name] = [path.name for path in _messages(folder)]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    (folder / name).rename(folder / f".taken-{dead.stdout.strip()}-{name}")  # as if it took it
+    with caplog.at_level(logging.WARNING, logger="rulewatch.embedded_broker"):
+        message = queue.get(timeout=5)
+    assert message.payload == {"n": 1}
+    message.ack()
+    assert (_taken(folder), _messages(folder)) == ([], [])
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line == (
+        f"embedded broker: gave back message {name}, taken by process"
+        f" {dead.stdout.strip()} that is gone"
+    )
+
+
+def test_it_never_gives_back_a_message_whose_taker_lives(
+    connection: Connection, folder: Path
+) -> None:
+    queue = connection.SimpleQueue("checks")
+    queue.put({"n": 1})
+    [name] = [path.name for path in _messages(folder)]
+    (folder / name).rename(folder / f".taken-{os.getppid()}-{name}")
+    with pytest.raises(queue.Empty):
+        queue.get(timeout=0.5)
+    assert len(_taken(folder)) == 1
