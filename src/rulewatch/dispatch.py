@@ -24,7 +24,12 @@ from rulewatch.models import Notification
 from rulewatch.runtime import Runtime
 from rulewatch.schemas import RuleSpec
 from rulewatch.services.rules import get_rule
-from rulewatch.services.scheduling import MAX_CHECK_S, Claim
+from rulewatch.services.scheduling import (
+    HARD_LIMIT_AFTER_TIMEOUT_S,
+    MAX_CHECK_S,
+    SOFT_LIMIT_AFTER_TIMEOUT_S,
+    Claim,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,7 +46,10 @@ def priority(settings: Settings, urgent: bool) -> int:
 
 def time_limits(timeout_s: float) -> dict[str, Any]:
     """Celery time limits for checks that may take ``timeout_s``: soft first, then hard."""
-    return {"soft_time_limit": timeout_s + 15, "time_limit": timeout_s + 30}
+    return {
+        "soft_time_limit": timeout_s + SOFT_LIMIT_AFTER_TIMEOUT_S,
+        "time_limit": timeout_s + HARD_LIMIT_AFTER_TIMEOUT_S,  # as long as a started claim holds
+    }
 
 
 def verify_now(runtime: Runtime, rule_id: int, countdown_s: float = 0) -> str:

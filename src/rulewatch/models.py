@@ -76,6 +76,8 @@ class Rule(Base):
     next_due_at: Mapped[datetime]
     claimed_until: Mapped[datetime | None]
     claim_token: Mapped[str | None] = mapped_column(String(36), index=True)
+    # due runs dispatched again after their claim expired or was given back (for /metrics)
+    redispatches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_status: Mapped[str | None] = mapped_column(String(8))
     last_verified_at: Mapped[datetime | None]
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -22,7 +24,7 @@ from rulewatch.services import notifications
 from rulewatch.services.reports import render_stability_html
 from rulewatch.services.retention import prune_history
 from rulewatch.services.rules import enabled_rule_ids
-from rulewatch.services.scheduling import claim_due_rules
+from rulewatch.services.scheduling import claim_due_rules, give_back, hold_while_running
 from rulewatch.services.stability import stability_report
 from rulewatch.services.verification import Alerting, Job, verify_draft, verify_jobs, verify_one
 
@@ -34,12 +36,20 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+RETRIES: dict[str, Any] = {
+    "autoretry_for": INFRA_ERRORS, "retry_backoff": 2, "retry_backoff_max": 60,
+    "retry_jitter": True, "max_retries": 5,
+}  # fmt: skip
+
+
 def _task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
     """A shared task with an explicit name that retries infrastructure errors with backoff."""
-    return shared_task(
-        name=name, autoretry_for=INFRA_ERRORS, retry_backoff=2, retry_backoff_max=60,
-        retry_jitter=True, max_retries=5,
-    )  # fmt: skip
+    return shared_task(name=name, **RETRIES)
+
+
+def _bound_task(name: str) -> Callable[[Callable[Concatenate[Task[P, R], P], R]], Task[P, R]]:
+    """A `_task` that gets itself as first argument, to see which try it runs."""
+    return shared_task(name=name, bind=True, **RETRIES)
 
 
 def runtime() -> Runtime:
@@ -48,24 +58,55 @@ def runtime() -> Runtime:
     return rt
 
 
-@_task("rulewatch.verify")
+@_bound_task("rulewatch.verify")
 def verify(
-    rule_id: int, verification_id: str | None = None, due: str | None = None,
-    tick: str | None = None,
+    self: Task[Any, Any], rule_id: int, verification_id: str | None = None,
+    due: str | None = None, tick: str | None = None,
 ) -> Any:  # fmt: skip
     """Verify one rule now (manual) or for one claimed due time of a beat tick (scheduled)."""
     rt = runtime()
     job = Job(rule_id, verification_id or str(uuid.uuid4()), _parse_time(due), tick)
-    return verify_one(rt.factory, job, rt.probe_context(), alerting(rt))
+    with claims_held(self, rt, [job]):
+        return verify_one(rt.factory, job, rt.probe_context(), alerting(rt))
 
 
-@_task("rulewatch.verify_batch")
-def verify_batch(items: Sequence[Sequence[Any]], tick: str | None = None) -> list[dict[str, Any]]:
+@_bound_task("rulewatch.verify_batch")
+def verify_batch(
+    self: Task[Any, Any], items: Sequence[Sequence[Any]], tick: str | None = None
+) -> list[dict[str, Any]]:
     """Verify a chunk of rules concurrently and record them in one transaction."""
     rt = runtime()
     jobs = [Job(int(r), str(v), _parse_time(d), tick) for r, v, d in items]
-    results = verify_jobs(rt.factory, jobs, rt.probe_context(), alerting(rt))
+    with claims_held(self, rt, jobs):
+        results = verify_jobs(rt.factory, jobs, rt.probe_context(), alerting(rt))
     return [{"id": r["id"], "rule_id": r["rule_id"], "status": r["status"]} for r in results]
+
+
+@contextmanager
+def claims_held(task: Task[Any, Any], rt: Runtime, jobs: Sequence[Job]) -> Iterator[None]:
+    """Hold the started runs' claims as long as the task can run; give them back if it gives up
+    (a soft time limit, or infrastructure errors on its last try) so the next tick
+    dispatches them again instead of waiting for the claim to expire."""
+    try:
+        with transaction(rt.factory) as session:
+            hold_while_running(session, jobs, utcnow())
+        yield
+    except SoftTimeLimitExceeded:
+        _give_back(rt, jobs)
+        raise
+    except INFRA_ERRORS:
+        if task.request.retries >= (task.max_retries or 0):
+            _give_back(rt, jobs)
+        raise
+
+
+def _give_back(rt: Runtime, jobs: Sequence[Job]) -> None:
+    try:
+        with transaction(rt.factory) as session:
+            given = give_back(session, jobs, utcnow())
+        log.warning("gave back %d claims of a verification that gave up", given)
+    except INFRA_ERRORS as exc:  # the claims then hold until timeout_s + 30 s after the start
+        log.warning("could not give back the claims of a run that gave up (%s)", exc)
 
 
 @_task("rulewatch.try_rule")

@@ -158,6 +158,19 @@ def test_it_counts_enabled_and_disabled_rules(app: Flask) -> None:
     assert _value(samples, "rulewatch_rules", state="disabled") == 1
 
 
+def test_it_counts_due_runs_dispatched_again_after_their_claim_expired(app: Flask) -> None:
+    ids = [_rule(app, http_rule("http://127.0.0.1:9/", name=f"rule {i}")) for i in range(3)]
+    factory = app.extensions["rulewatch"].factory
+    now = utcnow()
+    with transaction(factory) as session:
+        session.execute(update(Rule).values(next_due_at=now - timedelta(seconds=1)))
+        assert len(claim_due_rules(session, now, limit=10, ttl_s=1)) == 3
+    with transaction(factory) as session:  # two of the three claims expire unrecorded
+        session.execute(update(Rule).where(Rule.id != ids[0]).values(claimed_until=now))
+        assert len(claim_due_rules(session, now + timedelta(seconds=0.5), 10, ttl_s=1)) == 2
+    assert _value(_scrape(app), "rulewatch_redispatched_total") == 2
+
+
 @pytest.fixture
 def sqlite_app(tmp_path: Path) -> Flask:
     """An app on a migrated SQLite database, made by each test with its own settings."""

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import update
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from flask import Flask
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.db import transaction
 from rulewatch.models import Rule, utcnow
 from rulewatch.services.rules import create_rule
-from rulewatch.services.scheduling import Claim, claim_due_rules
+from rulewatch.services.scheduling import (
+    Claim,
+    claim_due_rules,
+    give_back,
+    hold_while_running,
+)
+from rulewatch.services.verification import Job
+from rulewatch.tasks import claims_held, verify_batch
 from tests.targets import http_rule
 
 
-def _make_due_rules(factory: sessionmaker[Session], count: int) -> None:
+def _make_due_rules(factory: sessionmaker[Session], count: int, timeout_s: float = 5) -> None:
     now = utcnow()
     with transaction(factory) as session:
         for i in range(count):
-            create_rule(session, http_rule("http://127.0.0.1:9/x", name=f"r{i}"), now)
+            rule = http_rule("http://127.0.0.1:9/x", name=f"r{i}")
+            rule["target"]["timeout_s"] = timeout_s
+            create_rule(session, rule, now)
         session.execute(update(Rule).values(next_due_at=now - timedelta(seconds=1)))
 
 
@@ -64,15 +78,23 @@ def test_it_does_not_claim_a_rule_whose_claim_is_live(factory: sessionmaker[Sess
     assert second == []
 
 
-def test_it_reclaims_a_rule_whose_claim_expired_without_a_verification(
-    factory: sessionmaker[Session],
-) -> None:
+def _claim_lost_then_again(
+    factory: sessionmaker[Session], after_s: float
+) -> tuple[Claim, Claim, datetime]:
+    """A rule claimed for 1 s, then claimed again ``after_s`` later for 300 s."""
     _make_due_rules(factory, 1)
     with transaction(factory) as session:
         [lost] = claim_due_rules(session, utcnow(), limit=10, ttl_s=1)
-    later = utcnow() + timedelta(seconds=300)
+    later = utcnow() + timedelta(seconds=after_s)
     with transaction(factory) as session:
-        [again] = claim_due_rules(session, later, limit=10, ttl_s=1)
+        [again] = claim_due_rules(session, later, limit=10, ttl_s=300)
+    return lost, again, later
+
+
+def test_it_reclaims_a_rule_whose_claim_expired_without_a_verification(
+    factory: sessionmaker[Session],
+) -> None:
+    lost, again, _ = _claim_lost_then_again(factory, after_s=300)
     assert again.rule_id == lost.rule_id
     assert again.due == lost.due
     assert again.verification_id != lost.verification_id
@@ -120,3 +142,119 @@ def test_it_dispatches_each_of_ten_thousand_due_rules_once_on_postgresql(
         engine.dispose()
     finally:
         drop_database(pg_server, name)
+
+
+def _job(claim: Claim) -> Job:
+    return Job(claim.rule_id, claim.verification_id, claim.due)
+
+
+def _claimed_until(factory: sessionmaker[Session]) -> dict[int, datetime | None]:
+    with factory() as session:
+        return {rid: until for rid, until in session.execute(select(Rule.id, Rule.claimed_until))}
+
+
+def _redispatches(factory: sessionmaker[Session]) -> dict[int, int]:
+    with factory() as session:
+        return {rid: n for rid, n in session.execute(select(Rule.id, Rule.redispatches))}
+
+
+def test_it_holds_a_started_runs_claim_for_its_timeout_plus_the_hard_limit_only(
+    factory: sessionmaker[Session],
+) -> None:
+    _make_due_rules(factory, 2, timeout_s=3)
+    claimed_at = utcnow()
+    with transaction(factory) as session:
+        started, queued = claim_due_rules(session, claimed_at, limit=10, ttl_s=300)
+    started_at = claimed_at + timedelta(seconds=2)
+    with transaction(factory) as session:
+        assert hold_while_running(session, [_job(started)], started_at) == 1
+    until = _claimed_until(factory)
+    assert until[started.rule_id] == started_at + timedelta(seconds=3 + 30)
+    assert until[queued.rule_id] == claimed_at + timedelta(seconds=300)
+
+
+def test_it_leaves_alone_a_claim_its_run_no_longer_holds(factory: sessionmaker[Session]) -> None:
+    lost, again, later = _claim_lost_then_again(factory, after_s=5)
+    with transaction(factory) as session:
+        assert hold_while_running(session, [_job(lost)], later) == 0
+        assert give_back(session, [_job(lost)], later) == 0
+    assert _claimed_until(factory)[again.rule_id] == later + timedelta(seconds=300)
+
+
+def test_it_leaves_claims_alone_for_a_manual_run(factory: sessionmaker[Session]) -> None:
+    _make_due_rules(factory, 1)
+    now = utcnow()
+    with transaction(factory) as session:
+        [claim] = claim_due_rules(session, now, limit=10, ttl_s=300)
+    with transaction(factory) as session:
+        assert hold_while_running(session, [Job(claim.rule_id, "manual-run")], now) == 0
+    assert _claimed_until(factory)[claim.rule_id] == now + timedelta(seconds=300)
+
+
+def test_it_dispatches_a_given_back_claim_again_at_the_next_round_and_counts_it(
+    factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    _make_due_rules(factory, 2)
+    now = utcnow()
+    with transaction(factory) as session:
+        gave_up, kept = claim_due_rules(session, now, limit=10, ttl_s=300)
+    with transaction(factory) as session:
+        assert give_back(session, [_job(gave_up)], now) == 1
+    with caplog.at_level(logging.WARNING), transaction(factory) as session:
+        [again] = claim_due_rules(session, now + timedelta(seconds=1), limit=10, ttl_s=300)
+    assert (again.rule_id, again.due) == (gave_up.rule_id, gave_up.due)
+    assert again.verification_id != gave_up.verification_id
+    assert _redispatches(factory) == {gave_up.rule_id: 1, kept.rule_id: 0}
+    lines = [r.getMessage() for r in caplog.records if "re-dispatching" in r.getMessage()]
+    assert lines == [f"re-dispatching 1 due runs whose claim expired or was given back"
+                     f" unrecorded (rules {gave_up.rule_id})"]  # fmt: skip
+
+
+def test_it_counts_a_first_dispatch_as_no_redispatch(factory: sessionmaker[Session]) -> None:
+    _make_due_rules(factory, 3)
+    with transaction(factory) as session:
+        assert len(claim_due_rules(session, utcnow(), limit=10, ttl_s=1)) == 3
+    assert set(_redispatches(factory).values()) == {0}
+    with transaction(factory) as session:
+        assert len(claim_due_rules(session, utcnow() + timedelta(seconds=5), 10, ttl_s=1)) == 3
+    assert set(_redispatches(factory).values()) == {1}
+
+
+def _claim_two(app: Flask) -> tuple[sessionmaker[Session], list[Job], datetime]:
+    factory = app.extensions["rulewatch"].factory
+    _make_due_rules(factory, 2, timeout_s=3)
+    now = utcnow()
+    with transaction(factory) as session:
+        jobs = [_job(c) for c in claim_due_rules(session, now, limit=10, ttl_s=300)]
+    return factory, jobs, now
+
+
+def test_it_gives_back_the_claims_of_a_batch_stopped_by_its_soft_time_limit(app: Flask) -> None:
+    factory, jobs, _ = _claim_two(app)
+    rt = app.extensions["rulewatch"]
+    with pytest.raises(SoftTimeLimitExceeded), claims_held(verify_batch, rt, jobs):
+        raise SoftTimeLimitExceeded()  # what Celery raises in the task at the soft limit
+    after = utcnow()
+    assert all(until is not None and until <= after for until in _claimed_until(factory).values())
+    with transaction(factory) as session:
+        assert len(claim_due_rules(session, utcnow(), limit=10, ttl_s=300)) == 2
+
+
+@pytest.mark.parametrize(("retries", "given_back"), [(5, True), (2, False)])
+def test_it_gives_back_claims_only_when_infrastructure_retries_are_exhausted(
+    app: Flask, retries: int, given_back: bool
+) -> None:
+    factory, jobs, started = _claim_two(app)
+    verify_batch.push_request(retries=retries)
+    try:
+        rt = app.extensions["rulewatch"]
+        with pytest.raises(OperationalError), claims_held(verify_batch, rt, jobs):
+            raise OperationalError("SELECT 1", {}, ConnectionError("database gone"))
+    finally:
+        verify_batch.pop_request()
+    held_until = started + timedelta(seconds=3 + 30)
+    until = list(_claimed_until(factory).values())
+    if given_back:
+        assert all(u is not None and u < held_until for u in until)
+    else:  # a retry follows: the claims hold while the task can still run
+        assert all(u is not None and u >= held_until for u in until)

@@ -59,6 +59,7 @@ class DeploymentFigures:
     rules: dict[str, int]  # enabled, disabled
     incidents_open: int
     notifications: dict[str, int]  # outbox rows by status
+    redispatched: int  # due runs dispatched again after their claim expired or was given back
 
 
 def deployment_figures(session: Session, now: datetime, sums: RollupSums) -> DeploymentFigures:
@@ -71,6 +72,7 @@ def deployment_figures(session: Session, now: datetime, sums: RollupSums) -> Dep
         )
         or 0,
         notifications=_notifications(session),
+        redispatched=int(session.scalar(select(func.sum(Rule.redispatches))) or 0),
     )
 
 

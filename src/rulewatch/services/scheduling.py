@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from rulewatch.db import lock_for_update
 from rulewatch.models import Rule
 
 MAX_CHECK_S = 120.0
+# Celery's time limits past a check's timeout_s (dispatch.time_limits): the soft limit
+# raises in the task, the hard one kills the pool process
+SOFT_LIMIT_AFTER_TIMEOUT_S = 15.0
+HARD_LIMIT_AFTER_TIMEOUT_S = 30.0
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,25 @@ class Claim:
     verification_id: str
     due: datetime
     timeout_s: float
+
+
+class ScheduledRun(Protocol):
+    """A run a task was given: a claimed due time (``due`` set) or a manual run."""
+
+    @property
+    def rule_id(self) -> int: ...
+
+    @property
+    def due(self) -> datetime | None: ...
+
+    def holds_claim(self, claim_token: str | None, next_due_at: datetime) -> bool:
+        """True when the rule's current claim is this run's (always true for a manual run)."""
+        ...
+
+
+def timeout_s_of(target: dict[str, Any]) -> float:
+    """How long a check of this target may take (its ``timeout_s``, 10 s by default)."""
+    return float(target.get("timeout_s", 10))
 
 
 def verification_id_for(claim_token: str, rule_id: int) -> str:
@@ -45,21 +72,90 @@ def claim_due_rules(session: Session, now: datetime, limit: int, ttl_s: float) -
         Rule.next_due_at <= now,
         or_(Rule.claimed_until.is_(None), Rule.claimed_until < now),
     )
-    candidates = select(Rule.id).where(*claimable).order_by(Rule.next_due_at).limit(limit)
-    ids = list(session.scalars(lock_for_update(candidates, session, skip_locked=True)))
-    if not ids:
+    candidates = (
+        select(Rule.id, Rule.claimed_until)
+        .where(*claimable)
+        .order_by(Rule.next_due_at)
+        .limit(limit)
+    )
+    found = session.execute(lock_for_update(candidates, session, skip_locked=True)).all()
+    if not found:
         return []
     token = str(uuid.uuid4())
     session.execute(
         update(Rule)
-        .where(Rule.id.in_(ids), *claimable)
-        .values(claimed_until=now + timedelta(seconds=ttl_s), claim_token=token)
+        .where(Rule.id.in_([rid for rid, _ in found]), *claimable)
+        # in this order: MySQL's SET reads the columns an earlier assignment has changed
+        .ordered_values(
+            (
+                Rule.redispatches,
+                Rule.redispatches + case((Rule.claimed_until.is_(None), 0), else_=1),
+            ),
+            (Rule.claimed_until, now + timedelta(seconds=ttl_s)),
+            (Rule.claim_token, token),
+        )
         .execution_options(synchronize_session=False)
     )
     rows = session.execute(
         select(Rule.id, Rule.next_due_at, Rule.target).where(Rule.claim_token == token)
     ).all()
+    _log_redispatches(
+        sorted({rid for rid, until in found if until is not None} & {r.id for r in rows})
+    )
     return [
-        Claim(rid, verification_id_for(token, rid), due, float(target.get("timeout_s", 10)))
+        Claim(rid, verification_id_for(token, rid), due, timeout_s_of(target))
         for rid, due, target in rows
     ]
+
+
+def _log_redispatches(rule_ids: Sequence[int]) -> None:
+    """One line per claiming round that dispatches due runs again (counted in /metrics)."""
+    if rule_ids:
+        shown = ", ".join(map(str, rule_ids[:20])) + (", ..." if len(rule_ids) > 20 else "")
+        log.warning(
+            "re-dispatching %d due runs whose claim expired or was given back unrecorded"
+            " (rules %s)", len(rule_ids), shown,
+        )  # fmt: skip
+
+
+def hold_while_running(session: Session, runs: Sequence[ScheduledRun], now: datetime) -> int:
+    """A task has started these runs: hold each still-current claim only as long as the task
+    can run (until Celery's hard time limit, timeout_s + 30 s), not the queue-time TTL, so a
+    worker killed mid-check frees its rules soon after; how many claims it holds."""
+    return _set_claimed_until(session, runs, lambda timeout_s: now + _run_limit(timeout_s))
+
+
+def give_back(session: Session, runs: Sequence[ScheduledRun], now: datetime) -> int:
+    """A task gives these runs up: their still-current claims expire now, so the next tick
+    dispatches them again; how many it gave back."""
+    return _set_claimed_until(session, runs, lambda _: now)
+
+
+def _run_limit(timeout_s: float) -> timedelta:
+    return timedelta(seconds=timeout_s + HARD_LIMIT_AFTER_TIMEOUT_S)
+
+
+def _set_claimed_until(
+    session: Session, runs: Sequence[ScheduledRun], until: Callable[[float], datetime]
+) -> int:
+    """Move the claims the runs still hold; the token in the WHERE leaves alone a claim that
+    changed since it was read (re-dispatched, or released by a recorded run)."""
+    query = select(Rule.id, Rule.claim_token, Rule.next_due_at, Rule.target).where(
+        Rule.id.in_({run.rule_id for run in runs}), Rule.claim_token.is_not(None)
+    )
+    rows = {rid: (token, due, target) for rid, token, due, target in session.execute(query)}
+    held = [
+        {"b_id": run.rule_id, "b_token": rows[run.rule_id][0],
+         "b_until": until(timeout_s_of(rows[run.rule_id][2]))}
+        for run in runs
+        if run.due is not None and run.rule_id in rows and run.holds_claim(*rows[run.rule_id][:2])
+    ]  # fmt: skip
+    if held:
+        table: Table = Rule.__table__  # type: ignore[assignment]
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.claim_token == bindparam("b_token"))
+            .values(claimed_until=bindparam("b_until")),
+            held,
+        )
+    return len(held)

@@ -88,7 +88,14 @@ def families(figures: DeploymentFigures) -> list[Metric]:
             verifications.add_metric([kind.kind, status], count)
         duration.add_metric([kind.kind], _buckets(kind.duration), kind.duration.sum_s)
         lag.add_metric([kind.kind], _buckets(kind.lag), kind.lag.sum_s)
-    return [verifications, duration, lag, *_gauges(figures)]
+    redispatched = CounterMetricFamily(
+        "rulewatch_redispatched",
+        "Due runs dispatched again because their claim expired (a lost message, a worker"
+        " killed mid-check) or was given back by a run that gave up. It drops when a rule is"
+        " deleted; Prometheus reads a drop as a counter reset.",
+        value=figures.redispatched,
+    )
+    return [verifications, duration, lag, redispatched, *_gauges(figures)]
 
 
 def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
