@@ -105,7 +105,7 @@ def _give_back(rt: Runtime, jobs: Sequence[Job]) -> None:
         with transaction(rt.factory) as session:
             given = give_back(session, jobs, utcnow())
         log.warning("gave back %d claims of a verification that gave up", given)
-    except INFRA_ERRORS as exc:  # the claims then hold until timeout_s + 30 s after the start
+    except INFRA_ERRORS as exc:  # the claims then hold until timeout_s + 20 s after the start
         log.warning("could not give back the claims of a run that gave up (%s)", exc)
 
 

@@ -131,7 +131,7 @@ def test_it_queues_a_draft_named_like_a_rule_as_an_urgent_interactive_task(app: 
     [message] = [m for m in _drain(app) if m.headers["id"] == task_id]
     assert message.headers["task"] == "rulewatch.try_rule"
     assert message.properties["priority"] == MAX_PRIORITY  # urgent, on a broker other than Redis
-    assert message.headers["timelimit"] == [35.0, 20.0]  # the draft's 5 s timeout, + 30 / + 15
+    assert message.headers["timelimit"] == [25.0, 15.0]  # the draft's 5 s timeout, + 20 / + 10
     assert _rules(app) == 1
     state = client.get(f"/api/v1/tasks/{task_id}").get_json()
     assert state == {"task_id": task_id, "state": "PENDING", "result": None}

@@ -17,6 +17,7 @@ from rulewatch.db import transaction
 from rulewatch.models import Rule, utcnow
 from rulewatch.services.rules import create_rule
 from rulewatch.services.scheduling import (
+    HARD_LIMIT_AFTER_TIMEOUT_S,
     Claim,
     claim_due_rules,
     give_back,
@@ -169,7 +170,7 @@ def test_it_holds_a_started_runs_claim_for_its_timeout_plus_the_hard_limit_only(
     with transaction(factory) as session:
         assert hold_while_running(session, [_job(started)], started_at) == 1
     until = _claimed_until(factory)
-    assert until[started.rule_id] == started_at + timedelta(seconds=3 + 30)
+    assert until[started.rule_id] == started_at + timedelta(seconds=3 + HARD_LIMIT_AFTER_TIMEOUT_S)
     assert until[queued.rule_id] == claimed_at + timedelta(seconds=300)
 
 
@@ -252,7 +253,7 @@ def test_it_gives_back_claims_only_when_infrastructure_retries_are_exhausted(
             raise OperationalError("SELECT 1", {}, ConnectionError("database gone"))
     finally:
         verify_batch.pop_request()
-    held_until = started + timedelta(seconds=3 + 30)
+    held_until = started + timedelta(seconds=3 + HARD_LIMIT_AFTER_TIMEOUT_S)
     until = list(_claimed_until(factory).values())
     if given_back:
         assert all(u is not None and u < held_until for u in until)

@@ -17,9 +17,12 @@ from rulewatch.models import Rule
 
 MAX_CHECK_S = 120.0
 # Celery's time limits past a check's timeout_s (dispatch.time_limits): the soft limit
-# raises in the task, the hard one kills the pool process
-SOFT_LIMIT_AFTER_TIMEOUT_S = 15.0
-HARD_LIMIT_AFTER_TIMEOUT_S = 30.0
+# raises in the task (which then gives its claims back), the hard one kills the pool
+# process. A started claim holds until the hard limit, and a killed worker's rules must be
+# verified again within timeout_s + 30 s: 20 s leaves 10 s for the next tick to claim them
+# again and a worker to start the run.
+SOFT_LIMIT_AFTER_TIMEOUT_S = 10.0
+HARD_LIMIT_AFTER_TIMEOUT_S = 20.0
 log = logging.getLogger(__name__)
 
 
@@ -120,7 +123,7 @@ def _log_redispatches(rule_ids: Sequence[int]) -> None:
 
 def hold_while_running(session: Session, runs: Sequence[ScheduledRun], now: datetime) -> int:
     """A task has started these runs: hold each still-current claim only as long as the task
-    can run (until Celery's hard time limit, timeout_s + 30 s), not the queue-time TTL, so a
+    can run (until Celery's hard time limit, timeout_s + 20 s), not the queue-time TTL, so a
     worker killed mid-check frees its rules soon after; how many claims it holds."""
     return _set_claimed_until(session, runs, lambda timeout_s: now + _run_limit(timeout_s))
 
