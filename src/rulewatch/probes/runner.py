@@ -92,7 +92,9 @@ async def _probe_in_flushes(
             while not probes.done() or seen:
                 await asyncio.wait([probes], timeout=every_s)
                 ready, seen[:] = seen[:], []
-                if ready:  # in a thread: the loop keeps probing while the database writes
+                if ready and probes.done():
+                    flush(ready)
+                elif ready:  # in a thread: the loop keeps probing while the database writes
                     await asyncio.to_thread(flush, ready)
         finally:
             probes.cancel()  # a flush that failed leaves nothing probing behind it
