@@ -1,4 +1,4 @@
-"""`rulewatch up`: web, worker and beat as child processes; one that dies is started again.
+"""`rulewatch up`: web, worker, scheduler and beat as child processes; one that dies starts again.
 
 Everything stops together on Ctrl-C, SIGTERM or SIGHUP, or when a child cannot start at all.
 """
@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
+
+from rulewatch.config import QUEUES
 
 STOP_TIMEOUT_S = 20.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -66,11 +68,16 @@ class Child:
 
 
 def run_all(host: str, port: int, concurrency: int) -> int:
-    """Run web, worker and beat until Ctrl-C, SIGTERM or SIGHUP, restarting any that dies."""
+    """Run web, worker, scheduler and beat until Ctrl-C, SIGTERM or SIGHUP, restarting any
+    that dies."""
     me = [sys.executable, "-m", "rulewatch"]
+    # the scheduler queue has a process of its own: checks that fill the worker's pool (a
+    # target that never answers) must not hold beat's ticks back
+    worker_queues = ",".join(q for q in QUEUES if q != "scheduler")
     return supervise({
         "web": [*me, "web", "--host", host, "--port", str(port), "--workers", "2"],
-        "worker": [*me, "worker", "-c", str(concurrency)],
+        "worker": [*me, "worker", "-Q", worker_queues, "-c", str(concurrency)],
+        "scheduler": [*me, "scheduler"],
         "beat": [*me, "beat"],
     })  # fmt: skip
 
