@@ -28,6 +28,11 @@ ROUTES = {
 }
 EMBEDDED_TRANSPORT = "rulewatch.embedded_broker:Transport"
 MAX_PRIORITY = 9  # queues declare it; dispatch.priority chooses within it
+# RabbitMQ closes the channel of a consumer that holds a message unacknowledged longer than
+# its consumer timeout (30 min by default). A worker holds a delayed task until its countdown
+# ends (up to 55 min from the API) and acknowledges it late, once run: ask for two hours
+# (RabbitMQ 3.11.15 and later honour it per consumer; older servers need it in rabbitmq.conf)
+CONSUMER_TIMEOUT_S = 2 * 3600
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -39,10 +44,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": settings.result_backend,
         "broker_transport_options": _transport_options(settings),
         "broker_connection_retry_on_startup": True,
-        "task_queues": [
-            Queue(q, routing_key=q, queue_arguments={"x-max-priority": MAX_PRIORITY})
-            for q in QUEUES
-        ],
+        "task_queues": [_queue(name) for name in QUEUES],
         "task_default_queue": "checks",
         "task_routes": ROUTES,
         "task_serializer": "json",
@@ -55,8 +57,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": True,
         "result_extended": True,
         "result_expires": 86400,
-        # the embedded SQLite result backend is written by every pool process at once
-        "database_engine_options": {"connect_args": {"timeout": 30}},
+        "database_engine_options": _result_engine_options(settings),
         "task_default_priority": 3,
         # crontab entries (the digest) read in this zone; messages still carry UTC
         "timezone": settings.digest_timezone,
@@ -75,6 +76,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _queue(name: str) -> Queue:
+    """A rulewatch queue; the arguments matter on RabbitMQ only (Redis ignores them)."""
+    timeout_ms = CONSUMER_TIMEOUT_S * 1000
+    return Queue(name, routing_key=name, queue_arguments={"x-max-priority": MAX_PRIORITY},
+                 consumer_arguments={"x-consumer-timeout": timeout_ms})  # fmt: skip
+
+
 def _digest_entry(settings: Settings) -> dict[str, Any]:
     """The stability digest on its cron, evaluated in its own timezone (DST included)."""
     if not settings.digest_cron:
@@ -89,6 +97,14 @@ def _digest_entry(settings: Settings) -> dict[str, Any]:
     schedule = crontab(minute=minute, hour=hour, day_of_month=day_of_month,
                        month_of_year=month_of_year, day_of_week=day_of_week)  # fmt: skip
     return {"stability-digest": {"task": "rulewatch.digest", "schedule": schedule}}
+
+
+def _result_engine_options(settings: Settings) -> dict[str, Any]:
+    """SQLAlchemy options of a database result backend (``db+...``)."""
+    if settings.result_backend.startswith("db+sqlite"):
+        # every pool process writes the embedded SQLite results at once: wait for the lock
+        return {"connect_args": {"timeout": 30}}
+    return {}  # PostgreSQL and MySQL drivers reject a "timeout" connect argument
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import redis
-
 
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
@@ -75,20 +73,3 @@ def processes_with_env(key: str, value: str) -> list[int]:
         if state != "Z" and needle in environ.split(b"\0"):
             found.append(int(entry.name))
     return found
-
-
-def broker_idle(broker_url: str, stranded: frozenset[bytes] = frozenset()) -> bool:
-    """True when no message waits in a queue or sits unacknowledged with a worker on this
-    Redis db, apart from ``stranded`` ones (see unacknowledged). Tasks acknowledge late, after
-    anything they queue themselves: work in progress (running, retrying, or held for its
-    countdown) always shows here."""
-    client = redis.Redis.from_url(broker_url)
-    if unacknowledged(broker_url) - stranded:
-        return False
-    return not any(client.llen(key) for key in client.scan_iter(_type="list"))
-
-
-def unacknowledged(broker_url: str) -> frozenset[bytes]:
-    """Delivery tags of the messages workers hold unacknowledged; those of a killed worker
-    stay until the visibility timeout, so a test that kills one passes them as stranded."""
-    return frozenset(redis.Redis.from_url(broker_url).hkeys("unacked"))

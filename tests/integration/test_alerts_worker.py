@@ -1,10 +1,15 @@
-"""Alert emails end to end: real `rulewatch worker` processes on Redis and PostgreSQL, real
-HTTP targets, and a real SMTP server (aiosmtpd) run by the test process.
+"""Alert emails end to end: real `rulewatch worker` processes on PostgreSQL and Redis or
+RabbitMQ, real HTTP targets, and a real SMTP server (aiosmtpd) run by the test process.
 
 Each test gets its own database, its own workers (settings differ per test) and an empty
-Redis db, so no message of one test (a retry waiting for its countdown, a message a killed
-worker never acknowledged) can reach the next test's workers. The db (9) is used by no other
-test module or benchmark.
+broker (Redis db 9, used by no other test module or benchmark, or a RabbitMQ vhost of its
+own), so no message of one test (a retry waiting for its countdown, a message a killed worker
+never acknowledged) can reach the next test's workers.
+
+The tests whose broker does something of its own run on both brokers: a retry held for its
+countdown, a killed worker's messages (Redis keeps them until the visibility timeout, RabbitMQ
+gives them back at once), and a tick's group of batches whose emails wait for each other. The
+reminder test exercises incident logic only, so Redis alone runs it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-import redis
+import pytest
 from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
@@ -36,15 +41,9 @@ from rulewatch.db import transaction
 from rulewatch.migrate import upgrade
 from rulewatch.models import Notification, Rule, utcnow
 from tests.auth import sign_in_test_clients
-from tests.conftest import REDIS_URL, drop_database, fresh_database, require_service
-from tests.integration.processes import (
-    broker_idle,
-    free_port,
-    spawn,
-    stop,
-    unacknowledged,
-    wait_for,
-)
+from tests.conftest import drop_database, fresh_database
+from tests.integration.brokers import BROKERS, Broker, broker
+from tests.integration.processes import free_port, spawn, stop, wait_for
 from tests.smtp_server import Inbox
 from tests.targets import Target, http_rule
 
@@ -61,6 +60,7 @@ class Stack:
     client: FlaskClient
     env: dict[str, str]
     home: Path
+    broker: Broker
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     log: Path | None = None
 
@@ -103,8 +103,8 @@ class Stack:
         """Wait until the workers have nothing left to do: no queued, running or delayed task
         (a retry or a grouped send waiting for its countdown); ``stranded``: messages a killed
         worker held."""
-        broker = self.env["RULEWATCH_BROKER_URL"]
-        wait_for(lambda: broker_idle(broker, stranded), 60, "the workers to finish", self.log)
+        idle = self.broker.idle
+        wait_for(lambda: idle(stranded), 60, "the workers to finish", self.log)
 
     def notifications(self) -> list[dict[str, Any]]:
         """The outbox as GET /api/v1/notifications shows it, oldest first."""
@@ -114,28 +114,31 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(pg_server: str, home: Path, **settings: str) -> Iterator[Stack]:
-    """A fresh database and an empty Redis db; every worker started is stopped on the way out."""
-    require_service("127.0.0.1", 6379, "Redis")
-    with _stack(pg_server, home, settings) as stack:
+def running_stack(
+    pg_server: str, home: Path, broker_kind: str = "redis", **settings: str
+) -> Iterator[Stack]:
+    """A fresh database and an empty broker; every worker started is stopped on the way out."""
+    with (
+        broker(broker_kind, REDIS_DB) as queues,
+        _stack(pg_server, home, queues, settings) as stack,
+    ):
         yield stack
 
 
 @contextlib.contextmanager
-def _stack(pg_server: str, home: Path, settings: dict[str, str]) -> Iterator[Stack]:
-    broker = f"{REDIS_URL}/{REDIS_DB}"
-    redis.Redis.from_url(broker).flushdb()
+def _stack(pg_server: str, home: Path, queues: Broker, settings: dict[str, str]) -> Iterator[Stack]:
     url, name = fresh_database(pg_server)
     stack: Stack | None = None
     try:
         upgrade(url)
+        backend = queues.result_backend(url)
         env = {"RULEWATCH_HOME": str(home), "RULEWATCH_DATABASE_URL": url,
-               "RULEWATCH_BROKER_URL": broker, "RULEWATCH_RESULT_BACKEND": broker,
+               "RULEWATCH_BROKER_URL": queues.url, "RULEWATCH_RESULT_BACKEND": backend,
                "RULEWATCH_SMTP_HOST": "127.0.0.1", "RULEWATCH_SMTP_FROM": SENDER,
                "RULEWATCH_BASE_URL": "http://rulewatch.example", **settings}  # fmt: skip
         app = create_app(load_settings(env))
         sign_in_test_clients(app)  # the API wants a signed-in caller
-        stack = Stack(app, app.test_client(), env, home)
+        stack = Stack(app, app.test_client(), env, home, queues)
         yield stack
     finally:
         for worker in stack.workers if stack else ():
@@ -145,7 +148,6 @@ def _stack(pg_server: str, home: Path, settings: dict[str, str]) -> Iterator[Sta
                 os.killpg(worker.pid, signal.SIGKILL)
         if stack is not None:
             stack.app.extensions["rulewatch"].engine.dispose()
-        redis.Redis.from_url(broker).flushdb()
         drop_database(pg_server, name)
 
 
@@ -194,12 +196,13 @@ def _failing_rule(target: Target, name: str, **alert: Any) -> dict[str, Any]:
     return http_rule(target.url, name=name, interval_s=3600, alert=policy)
 
 
+@pytest.mark.parametrize("broker_kind", BROKERS)
 def test_an_alert_raised_while_smtp_is_down_is_delivered_once_by_the_task_retry(
-    pg_server: str, tmp_path: Path
+    pg_server: str, tmp_path: Path, broker_kind: str
 ) -> None:
     port = free_port()  # nothing listens here until the test starts the SMTP server
     with (
-        running_stack(pg_server, tmp_path, RULEWATCH_SMTP_PORT=str(port)) as stack,
+        running_stack(pg_server, tmp_path, broker_kind, RULEWATCH_SMTP_PORT=str(port)) as stack,
         Target() as target,
     ):
         stack.start_worker("worker")
@@ -228,8 +231,9 @@ def test_an_alert_raised_while_smtp_is_down_is_delivered_once_by_the_task_retry(
     assert row["attempts"] >= 2
 
 
+@pytest.mark.parametrize("broker_kind", BROKERS)
 def test_a_send_whose_worker_was_killed_is_relayed_once_its_lease_ran_out(
-    pg_server: str, tmp_path: Path
+    pg_server: str, tmp_path: Path, broker_kind: str
 ) -> None:
     # the killed sender waited for the reply to DATA: the server never said 250, so nothing
     # was delivered; the client would give up after TIMEOUT_S, so it is killed well before
@@ -238,7 +242,7 @@ def test_a_send_whose_worker_was_killed_is_relayed_once_its_lease_ran_out(
     settings = {"RULEWATCH_SMTP_PORT": str(port), "RULEWATCH_SMTP_TIMEOUT_S": "2",
                 "RULEWATCH_SMTP_LEASE_S": "5"}  # fmt: skip
     with (
-        running_stack(pg_server, tmp_path, **settings) as stack,
+        running_stack(pg_server, tmp_path, broker_kind, **settings) as stack,
         Target() as target,
         smtp_server(port, handler),
     ):
@@ -249,7 +253,7 @@ def test_a_send_whose_worker_was_killed_is_relayed_once_its_lease_ran_out(
         assert handler.blocked.wait(15), "worker A never reached DATA"
         os.killpg(worker_a.pid, signal.SIGKILL)
         worker_a.wait(10)
-        stranded = unacknowledged(stack.env["RULEWATCH_BROKER_URL"])
+        stranded = stack.broker.unacknowledged()
         handler.release.set()
         with stack.factory() as session:
             [held] = session.scalars(select(Notification))
@@ -311,14 +315,17 @@ def test_it_reminds_once_an_interval_passed_then_resolves(pg_server: str, tmp_pa
     assert all(r["status"] == "sent" for r in rows)
 
 
-def test_a_ticks_alerts_reach_each_recipient_as_one_email(pg_server: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker_kind", BROKERS)
+def test_a_ticks_alerts_reach_each_recipient_as_one_email(
+    pg_server: str, tmp_path: Path, broker_kind: str
+) -> None:
     inbox = Inbox()
     port = free_port()
     settings = {"RULEWATCH_SMTP_PORT": str(port), "RULEWATCH_CHUNK_SIZE": "2",
                 "RULEWATCH_ALERT_GROUP_WAIT_S": "3"}  # fmt: skip
     names = [f"storm {i}" for i in range(5)]
     with (
-        running_stack(pg_server, tmp_path, **settings) as stack,
+        running_stack(pg_server, tmp_path, broker_kind, **settings) as stack,
         Target() as target,
         smtp_server(port, inbox),
     ):

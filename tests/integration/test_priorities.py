@@ -1,11 +1,15 @@
-"""Message priorities on Redis: an urgent verification overtakes queued routine ones."""
+"""Message priorities on Redis and RabbitMQ: an urgent verification overtakes queued routine ones.
+
+Redis emulates priorities with one list per step (0 first); RabbitMQ orders a queue declared
+with ``x-max-priority`` itself (highest first). `dispatch.priority` picks the number for each.
+"""
 
 from __future__ import annotations
 
 import uuid
 from pathlib import Path
 
-import redis
+import pytest
 from sqlalchemy import select
 
 from rulewatch import create_app
@@ -16,19 +20,24 @@ from rulewatch.migrate import upgrade
 from rulewatch.models import Verification, utcnow
 from rulewatch.services.rules import create_rule
 from rulewatch.tasks import verify
-from tests.conftest import REDIS_URL, require_service
+from tests.integration.brokers import BROKERS, broker
 from tests.integration.processes import spawn, stop, wait_for
 from tests.targets import Target, http_rule
 
 REDIS_DB = 11
 
 
-def test_it_serves_an_urgent_verification_before_queued_routine_ones(tmp_path: Path) -> None:
-    require_service("127.0.0.1", 6379, "Redis")
-    broker = f"{REDIS_URL}/{REDIS_DB}"
-    redis.Redis.from_url(broker).flushdb()
-    env = {"RULEWATCH_HOME": str(tmp_path), "RULEWATCH_BROKER_URL": broker,
-           "RULEWATCH_RESULT_BACKEND": broker}  # fmt: skip
+@pytest.mark.parametrize("broker_kind", BROKERS)
+def test_it_serves_an_urgent_verification_before_queued_routine_ones(
+    tmp_path: Path, broker_kind: str
+) -> None:
+    with broker(broker_kind, REDIS_DB) as queues:
+        _urgent_overtakes_routine(tmp_path, queues.url)
+
+
+def _urgent_overtakes_routine(tmp_path: Path, broker_url: str) -> None:
+    # no result is read here: the default backend (Redis itself, or SQLite in the home) will do
+    env = {"RULEWATCH_HOME": str(tmp_path), "RULEWATCH_BROKER_URL": broker_url}
     settings = load_settings(env)
     upgrade(settings.database_url)
     app = create_app(settings)

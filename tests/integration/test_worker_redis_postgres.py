@@ -1,4 +1,8 @@
-"""A real Celery worker process on Redis with PostgreSQL, driven through the API."""
+"""A real Celery worker process with PostgreSQL, driven through the API, on Redis and RabbitMQ.
+
+One stack (worker, app, database) per broker for the whole module; on RabbitMQ the task
+results go to PostgreSQL (``db+postgresql+psycopg://``), as the README advises.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
 from rulewatch import create_app
-from rulewatch.config import load_settings
+from rulewatch.config import QUEUES, load_settings
+from rulewatch.dispatch import time_limits
 from rulewatch.migrate import upgrade
+from rulewatch.services.scheduling import MAX_CHECK_S
+from rulewatch.web.api_models import MAX_COUNTDOWN_S
 from tests.auth import sign_in_test_clients
-from tests.conftest import (
-    REDIS_URL,
-    drop_database,
-    fresh_database,
-    require_service,
-)
+from tests.conftest import drop_database, fresh_database
+from tests.integration.brokers import BROKERS, Broker, broker
 from tests.integration.processes import spawn, stop, wait_for
 from tests.targets import Target, http_rule
 
@@ -34,6 +36,7 @@ class Stack:
     app: Flask
     client: FlaskClient
     log: Path
+    broker: Broker
 
     def wait_task(self, task_id: str, timeout: float = 30) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:
@@ -44,16 +47,20 @@ class Stack:
         return result
 
 
-@pytest.fixture(scope="module")
-def stack(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    require_service("127.0.0.1", 6379, "Redis")
-    broker = f"{REDIS_URL}/{REDIS_DB}"
-    redis.Redis.from_url(broker).flushdb()
+@pytest.fixture(scope="module", params=BROKERS)
+def stack(
+    request: pytest.FixtureRequest, pg_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    with broker(request.param, REDIS_DB) as queues:
+        yield from _stack(pg_server, tmp_path_factory.mktemp("home"), queues)
+
+
+def _stack(pg_server: str, home: Path, queues: Broker) -> Iterator[Stack]:
     url, name = fresh_database(pg_server)
     upgrade(url)
-    home = tmp_path_factory.mktemp("home")
+    backend = queues.result_backend(url)
     env = {"RULEWATCH_HOME": str(home), "RULEWATCH_DATABASE_URL": url,
-           "RULEWATCH_BROKER_URL": broker, "RULEWATCH_RESULT_BACKEND": broker,
+           "RULEWATCH_BROKER_URL": queues.url, "RULEWATCH_RESULT_BACKEND": backend,
            "RULEWATCH_TICK_S": "1", "RULEWATCH_CHUNK_SIZE": "2",
            "RULEWATCH_CLAIM_TTL_S": "3", "RULEWATCH_DIGEST_EMAILS": "team@example.com"}  # fmt: skip
     log = home / "worker.log"
@@ -62,7 +69,7 @@ def stack(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     sign_in_test_clients(app)
     try:
         wait_for(lambda: b"ready." in log.read_bytes(), 60, "the worker to start", log)
-        yield Stack(app, app.test_client(), log)
+        yield Stack(app, app.test_client(), log, queues)
     finally:
         stop(worker)
         drop_database(pg_server, name)
@@ -103,6 +110,16 @@ def test_it_runs_a_delayed_verification_after_its_countdown(stack: Stack) -> Non
 
     started = datetime.fromisoformat(done["result"]["started_at"]).timestamp()
     assert started >= asked + 1.9
+
+
+def test_it_lets_a_worker_hold_a_delayed_task_past_the_longest_countdown(stack: Stack) -> None:
+    if stack.broker.kind != "rabbitmq":
+        pytest.skip("Redis has no consumer timeout (its visibility timeout bounds countdowns)")
+    # a delayed task is held unacknowledged for its countdown, then for its run
+    longest_hold_s = MAX_COUNTDOWN_S + time_limits(MAX_CHECK_S)["time_limit"]
+    timeouts = stack.broker.consumer_timeouts_ms()
+    assert set(timeouts) == set(QUEUES)
+    assert min(timeouts.values()) > longest_hold_s * 1000
 
 
 def test_it_verifies_scheduled_rules_once_per_due_time(stack: Stack) -> None:
