@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import pytest
 import redis
 
 from rulewatch.config import QUEUES
@@ -117,6 +119,11 @@ def rabbitmq_vhost() -> Iterator[str]:
 
 
 def _rabbitmqctl(*args: str) -> str:
+    if shutil.which("rabbitmqctl") is None:  # RabbitMQ answers, but runs elsewhere
+        reason = "rabbitmqctl is not on PATH: the RabbitMQ tests make their vhosts with it"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
     done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr or done.stdout}")
