@@ -1,0 +1,108 @@
+"""A worker killed with -9 in the middle of checks, on Redis with PostgreSQL and a real beat:
+another worker verifies the rules it held within their timeout_s + 30 s, each due time once."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from rulewatch.db import make_engine, make_session_factory, transaction
+from rulewatch.migrate import upgrade
+from rulewatch.models import Rule, Verification, utcnow
+from rulewatch.services.rules import create_rule
+from rulewatch.services.scheduling import HARD_LIMIT_AFTER_TIMEOUT_S
+from tests.conftest import REDIS_URL, drop_database, fresh_database, require_service
+from tests.integration.processes import spawn, stop, wait_for
+from tests.targets import Target, http_rule
+
+REDIS_DB = 13
+TIMEOUT_S = 3
+RULES = 3
+
+
+@pytest.fixture
+def database(pg_server: str) -> Iterator[tuple[str, sessionmaker[Session]]]:
+    """A fresh, migrated PostgreSQL database and a session factory on it."""
+    url, name = fresh_database(pg_server)
+    upgrade(url)
+    engine = make_engine(url)
+    yield url, make_session_factory(engine)
+    engine.dispose()
+    drop_database(pg_server, name)
+
+
+def _slow_rules(factory: sessionmaker[Session], url: str) -> list[int]:
+    """Rules due now, every 300 s, whose checks may take TIMEOUT_S."""
+    with transaction(factory) as session:
+        ids = []
+        for i in range(RULES):
+            rule = http_rule(url, name=f"slow {i}", interval_s=300)
+            rule["target"]["timeout_s"] = TIMEOUT_S
+            ids.append(create_rule(session, rule, utcnow()).id)
+        session.execute(update(Rule).values(next_due_at=utcnow()))
+    return ids
+
+
+def _scheduled(factory: sessionmaker[Session]) -> list[tuple[int, datetime, datetime]]:
+    """(rule id, due time, start) of every scheduled verification recorded."""
+    query = select(Verification.rule_id, Verification.scheduled_for, Verification.started_at)
+    with factory() as session:
+        rows = session.execute(query.where(Verification.trigger == "schedule")).all()
+    return [(rid, due, started) for rid, due, started in rows]
+
+
+def _claims(factory: sessionmaker[Session]) -> list[datetime | None]:
+    with factory() as session:
+        return list(session.scalars(select(Rule.claimed_until)))
+
+
+def test_it_verifies_a_killed_workers_rules_again_within_their_timeout_plus_30_s(
+    database: tuple[str, sessionmaker[Session]], tmp_path: Path
+) -> None:
+    require_service("127.0.0.1", 6379, "Redis")
+    broker = f"{REDIS_URL}/{REDIS_DB}"
+    redis.Redis.from_url(broker).flushdb()
+    url, factory = database
+    # the claim TTL stays at its default 300 s
+    env = {"RULEWATCH_HOME": str(tmp_path), "RULEWATCH_DATABASE_URL": url,
+           "RULEWATCH_BROKER_URL": broker, "RULEWATCH_RESULT_BACKEND": broker,
+           "RULEWATCH_TICK_S": "1"}  # fmt: skip
+    logs = [tmp_path / "first.log", tmp_path / "second.log", tmp_path / "beat.log"]
+    with Target() as target:
+        target.hold()  # the first worker's checks hang until it is killed
+        ids = _slow_rules(factory, target.url)
+        beat = spawn(["beat"], env, logs[2])
+        first = spawn(["worker", "-c", "2"], env, logs[0])
+        second = None
+        try:
+            wait_for(lambda: target.hits >= RULES, 60, "the first worker's checks", logs[0])
+            held = _claims(factory)
+            os.killpg(first.pid, signal.SIGKILL)  # the main process and its pool
+            killed_at = utcnow()
+            first.wait()
+            target.release.set()
+            second = spawn(["worker", "-c", "2"], env, logs[1])
+            wait_for(lambda: len(_scheduled(factory)) >= RULES, TIMEOUT_S + 60,
+                     "the rules verified again", logs[1])  # fmt: skip
+            recorded = _scheduled(factory)
+        finally:
+            for process in (beat, second):
+                if process is not None:
+                    stop(process)
+    started_hold = killed_at + timedelta(seconds=TIMEOUT_S + HARD_LIMIT_AFTER_TIMEOUT_S)
+    assert all(until is not None and until <= started_hold for until in held), held
+    again_s = [(started - killed_at).total_seconds() for _, _, started in recorded]
+    print("verified again after the kill (s):", sorted(again_s))
+    assert all(0 < s <= TIMEOUT_S + 30 for s in again_s), again_s
+    assert sorted(rid for rid, _, _ in recorded) == ids  # each held due time once, no other
+    assert "re-dispatching" in logs[1].read_text(), logs[1].read_text()[-3000:]
+    with factory() as session:
+        assert list(session.scalars(select(Rule.redispatches))) == [1] * RULES
