@@ -68,8 +68,8 @@ def _scheduled_runs(
 
 
 @pytest.mark.xfail(
-    reason="a tick's batch the prefork pool hands to the process busy with the slow batch waits"
-    " for it: measured 11.7 s late for the rules of one tick (docs/reliability.md)",
+    reason="slow rules claimed by different ticks hold every pool process until they time out,"
+    " so ticks stall: measured p99 11.7 s (docs/reliability.md, Slow targets)",
     strict=False,
 )
 def test_it_keeps_fast_rules_on_time_while_targets_that_never_answer_hold_their_checks(
