@@ -67,10 +67,11 @@ def _scheduled_runs(
     return runs
 
 
-@pytest.mark.xfail(
-    reason="slow rules claimed by different ticks hold every pool process until they time out,"
-    " so ticks stall: measured p99 11.7 s (docs/reliability.md, Slow targets)",
-    strict=False,
+# Not yet true (issue #12 item 2, docs/roadmap.md): an xfail that passes either way would
+# prove nothing and cost CI a minute, so it is skipped until a batch gives its process back.
+@pytest.mark.skip(
+    reason="#12 item 2 is not done: slow rules claimed by different ticks hold every pool"
+    " process until they time out, so ticks stall: measured p99 11.7 s (docs/reliability.md)"
 )
 def test_it_keeps_fast_rules_on_time_while_targets_that_never_answer_hold_their_checks(
     database: str, tmp_path: Path
