@@ -9,6 +9,7 @@ import pytest
 from flask import Flask
 
 from rulewatch.celery_app import MAX_PRIORITY
+from rulewatch.services.scheduling import HARD_LIMIT_AFTER_TIMEOUT_S, SOFT_LIMIT_AFTER_TIMEOUT_S
 from tests.targets import http_rule
 
 
@@ -74,7 +75,11 @@ def test_it_queues_verify_now_urgent_on_the_interactive_queue_within_the_rule_s_
     assert message.headers["task"] == "rulewatch.verify"
     assert message.headers["argsrepr"] == repr((rule_id, body["task_id"]))
     assert message.properties["priority"] == MAX_PRIORITY  # urgent, on a broker other than Redis
-    assert message.headers["timelimit"] == [35.0, 20.0]
+    # hard, then soft: the check's timeout_s plus the margins the started claim is held for
+    assert message.headers["timelimit"] == [
+        5 + HARD_LIMIT_AFTER_TIMEOUT_S,
+        5 + SOFT_LIMIT_AFTER_TIMEOUT_S,
+    ]
 
 
 def test_it_reports_a_task_s_result_and_a_failed_or_retried_task_s_error(app: Flask) -> None:

@@ -73,8 +73,8 @@ def test_it_keeps_histograms_out_of_the_hourly_rollups() -> None:
 def test_it_keeps_daily_rollups_written_before_the_histograms(
     database_url: str, factory: sessionmaker[Session]
 ) -> None:
+    rule_id = _rule(factory)  # made at head: the downgrade keeps the row, less later columns
     command.downgrade(alembic_config(database_url), "0007")
-    rule_id = _rule(factory)  # the rules table is the same at 0007
     old: dict[str, Any] = {"rule_id": rule_id, "bucket": day_of(utcnow()), "passed": 7,
                            "failed": 1, "errors": 0, "maintenance": 0, "duration_sum_ms": 80.0,
                            "duration_max_ms": 20.0}  # fmt: skip
