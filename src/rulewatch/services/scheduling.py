@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam, case, or_, select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.orm import Session
 
 from rulewatch.db import lock_for_update
@@ -142,23 +143,23 @@ def _set_claimed_until(
     session: Session, runs: Sequence[ScheduledRun], until: Callable[[float], datetime]
 ) -> int:
     """Move the claims the runs still hold; the token in the WHERE leaves alone a claim that
-    changed since it was read (re-dispatched, or released by a recorded run)."""
+    changed since it was read (re-dispatched, or released by a recorded run). One UPDATE per
+    (token, new expiry): a batch's claims share a token and mostly a timeout, so a 500-rule
+    batch costs one or two statements, not 500."""
     query = select(Rule.id, Rule.claim_token, Rule.next_due_at, Rule.target).where(
         Rule.id.in_({run.rule_id for run in runs}), Rule.claim_token.is_not(None)
     )
     rows = {rid: (token, due, target) for rid, token, due, target in session.execute(query)}
-    held = [
-        {"b_id": run.rule_id, "b_token": rows[run.rule_id][0],
-         "b_until": until(timeout_s_of(rows[run.rule_id][2]))}
-        for run in runs
-        if run.due is not None and run.rule_id in rows and run.holds_claim(*rows[run.rule_id][:2])
-    ]  # fmt: skip
-    if held:
-        table: Table = Rule.__table__  # type: ignore[assignment]
+    held: dict[tuple[str, datetime], list[int]] = defaultdict(list)
+    for run in runs:
+        row = rows.get(run.rule_id)
+        if run.due is not None and row is not None and run.holds_claim(row[0], row[1]):
+            held[(row[0], until(timeout_s_of(row[2])))].append(run.rule_id)
+    for (token, expiry), rule_ids in held.items():
         session.execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"), table.c.claim_token == bindparam("b_token"))
-            .values(claimed_until=bindparam("b_until")),
-            held,
+            update(Rule)
+            .where(Rule.id.in_(rule_ids), Rule.claim_token == token)
+            .values(claimed_until=expiry)
+            .execution_options(synchronize_session=False)
         )
-    return len(held)
+    return sum(map(len, held.values()))
