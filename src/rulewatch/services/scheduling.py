@@ -146,8 +146,11 @@ def _set_claimed_until(
     changed since it was read (re-dispatched, or released by a recorded run). One UPDATE per
     (token, new expiry): a batch's claims share a token and mostly a timeout, so a 500-rule
     batch costs one or two statements, not 500."""
+    scheduled = {run.rule_id for run in runs if run.due is not None}
+    if not scheduled:  # manual runs hold no claim: no query for a "verify now"
+        return 0
     query = select(Rule.id, Rule.claim_token, Rule.next_due_at, Rule.target).where(
-        Rule.id.in_({run.rule_id for run in runs}), Rule.claim_token.is_not(None)
+        Rule.id.in_(scheduled), Rule.claim_token.is_not(None)
     )
     rows = {rid: (token, due, target) for rid, token, due, target in session.execute(query)}
     held: dict[tuple[str, datetime], list[int]] = defaultdict(list)
