@@ -1,0 +1,398 @@
+"""The drill harness: real rulewatch processes on private services, and what the database says.
+
+A drill starts `rulewatch web`, `worker`, `scheduler` and `beat` (each in its own process
+group, its own RULEWATCH_HOME and log) against a database and a broker, adds a handful of
+http rules against a real HTTP target once the stack is up, takes something away and gives
+it back (``outage``), then counts from the verifications table.
+
+What the counts mean. A rule with ``interval_s`` is due at ``anchor + k * interval_s``, its
+anchor being its first due time (``next_due_at`` when it was made); a run that records late
+moves the rule to the next slot after it on the same grid (``domain.schedule.next_due``).
+
+- **expected**: the slots due between the rule's anchor and ``GRACE_S`` before the drill
+  ends, except those *excused* by an outage: a slot due from the moment the service went
+  away (``down``) until the rule's first run started after its return was recorded. Those
+  are skipped, not replayed: the first tick after the return runs the rule once, for its
+  oldest unrun due time, and moves it to its next slot after now.
+- **recorded**: expected slots with a scheduled verification of that due time.
+- **lost** = expected - recorded: a due time outside every outage with no verification.
+- **duplicated**: a (rule, due time) recorded more than once (anywhere in the drill).
+- **replayed**: per rule and outage, runs of excused due times beyond the one catch-up run.
+- **recovery_s**: per outage, the longest time from the service's return (``up``) until a
+  rule's first run started after it was recorded (``started_at + duration``), over the rules.
+
+A drill asserts lost == 0, duplicated == 0, replayed == 0 and recovery_s within its figure,
+and records its figures (``Drill.report``): a line printed in the terminal summary, and a
+JSON file in the test's tmp dir (also appended to ``$RULEWATCH_DRILL_FIGURES`` when set), so
+the table in docs/reliability.md comes from a real run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from rulewatch.db import make_engine, make_session_factory, transaction
+from rulewatch.models import Rule, Verification, utcnow
+from rulewatch.services.rules import create_rule
+from tests.integration.processes import free_port, spawn
+from tests.targets import http_rule
+
+INTERVAL_S = 2
+TICK_S = 1
+GRACE_S = 5  # slots due this close to the end may still be running: not counted
+READY = {  # what a process's log says once it serves
+    "worker": re.compile(r"\] \S+ ready\.$", re.M),
+    "scheduler": re.compile(r"\] \S+ ready\.$", re.M),
+    "beat": re.compile(r"beat: Starting\.\.\.", re.M),
+}
+LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): ")
+SECRET_KEY = "drill-secret-key-drill-secret-key-drill-secret-key"
+
+
+@dataclass
+class Outage:
+    """A service taken away at ``down`` and given back at ``up``."""
+
+    what: str
+    down: datetime
+    up: datetime | None = None
+
+    @property
+    def seconds(self) -> float:
+        """How long it was away."""
+        assert self.up is not None, f"{self.what} never came back"
+        return (self.up - self.down).total_seconds()
+
+
+@dataclass
+class Figures:
+    """What a drill measured (see the module docstring for what each count means)."""
+
+    drill: str
+    rules: int
+    interval_s: int
+    seconds: float
+    expected: int = 0
+    recorded: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    replayed: int = 0
+    skipped: int = 0  # excused slots (inside outages) that were not run
+    outage_s: list[float] = field(default_factory=list)
+    recovery_s: list[float] = field(default_factory=list)
+    emails_expected: int | None = None
+    emails_sent: int | None = None
+    lost_slots: list[str] = field(default_factory=list)  # the first few, to read a failure
+
+    def summary(self) -> str:
+        """One line for the terminal."""
+        emails = "" if self.emails_expected is None else (
+            f", emails expected {self.emails_expected} sent {self.emails_sent}"
+        )  # fmt: skip
+        outages = ", ".join(f"{s:.1f}" for s in self.outage_s) or "none"
+        recovery = ", ".join(f"{s:.1f}" for s in self.recovery_s) or "-"
+        return (
+            f"drill {self.drill}: {self.rules} rules every {self.interval_s} s for"
+            f" {self.seconds:.0f} s; verifications expected {self.expected}, recorded"
+            f" {self.recorded}, lost {self.lost}, duplicated {self.duplicated}, replayed"
+            f" {self.replayed}, skipped in outages {self.skipped}; outage {outages} s,"
+            f" recovery {recovery} s{emails}"
+        )
+
+
+@dataclass
+class Drill:
+    """A rulewatch stack of real processes on the given database and broker."""
+
+    name: str
+    folder: Path
+    database_url: str
+    broker_url: str
+    result_backend: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+    outages: list[Outage] = field(default_factory=list)
+    anchors: dict[int, datetime] = field(default_factory=dict)
+    interval_s: int = INTERVAL_S
+    began: datetime | None = None
+    web_port: int = 0
+    _factory: sessionmaker[Session] | None = None
+    _starts: Counter[str] = field(default_factory=Counter)
+
+    def env(self, role: str) -> dict[str, str]:
+        """The environment of one process: its own home, the shared services."""
+        return {
+            "RULEWATCH_HOME": str(self.folder / f"home-{role}"),
+            "RULEWATCH_DATABASE_URL": self.database_url,
+            "RULEWATCH_BROKER_URL": self.broker_url,
+            "RULEWATCH_RESULT_BACKEND": self.result_backend,
+            "RULEWATCH_TICK_S": str(TICK_S),
+            "RULEWATCH_SECRET_KEY": SECRET_KEY,
+            **self.extra_env,
+        }
+
+    @property
+    def factory(self) -> sessionmaker[Session]:
+        """Sessions on the drill's database (made on first use)."""
+        if self._factory is None:
+            self._factory = make_session_factory(make_engine(self.database_url))
+        return self._factory
+
+    # processes
+
+    def start(self, role: str, *args: str) -> None:
+        """Start ``rulewatch ARGS`` as ``role`` (a name such as worker, beat2), logging to
+        ``role.N.log``; ``args`` default to the role's kind (the name without digits)."""
+        kind = role.rstrip("0123456789")
+        if kind == "web" and not args:
+            self.web_port = self.web_port or free_port()
+            args = ("web", "--port", str(self.web_port), "--workers", "1")
+        elif kind == "worker" and not args:
+            args = ("worker", "-Q", "checks,interactive,reports,alerts", "-c", "2")
+        self._starts[role] += 1
+        log = self.folder / f"{role}.{self._starts[role]}.log"
+        self.logs[role] = log
+        self.processes[role] = spawn(list(args or (kind,)), self.env(role), log)
+
+    def ready(self, role: str, timeout: float = 60) -> datetime:
+        """Wait until ``role`` serves; when it did, by its own log (or the first answer of
+        the web's /healthz)."""
+        deadline = time.monotonic() + timeout
+        process, log = self.processes[role], self.logs[role]
+        kind = role.rstrip("0123456789")
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                break
+            if kind == "web":
+                if self._healthz() is not None:
+                    return utcnow()
+            else:
+                found = READY[kind].search(log.read_text(errors="replace"))
+                if found:
+                    return _line_time(log.read_text(errors="replace"), found.start())
+            time.sleep(0.05)
+        tail = log.read_text(errors="replace")[-4000:]
+        state = f"exited with {process.returncode}" if process.poll() is not None else "running"
+        raise AssertionError(f"{role} did not become ready within {timeout} s ({state})\n{tail}")
+
+    def start_stack(self, *roles: str) -> None:
+        """Start these roles (web, scheduler, worker, beat by default) and wait for each."""
+        roles = roles or ("web", "scheduler", "worker", "beat")
+        for role in roles:
+            self.start(role)
+        for role in roles:
+            self.ready(role)
+
+    def kill(self, role: str, sig: int = signal.SIGKILL) -> None:
+        """Signal ``role``'s whole process group (a worker's pool included) and reap it."""
+        process = self.processes[role]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        process.wait(30)
+
+    def alive(self) -> dict[str, int | None]:
+        """Each role's exit code, None while it runs."""
+        return {role: p.poll() for role, p in self.processes.items()}
+
+    def stop_all(self) -> None:
+        """SIGTERM every process; SIGKILL what lingers."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if self._factory is not None:
+            bind = self._factory.kw["bind"]
+            bind.dispose()
+
+    def _healthz(self) -> int | None:
+        try:
+            url = f"http://127.0.0.1:{self.web_port}/healthz"
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            return None
+
+    def log_text(self, role: str) -> str:
+        """Everything ``role``'s logs say, over all its starts."""
+        texts = [p.read_text(errors="replace") for p in sorted(self.folder.glob(f"{role}.*.log"))]
+        return "\n".join(texts)
+
+    # rules
+
+    def add_rules(self, url: str, count: int, interval_s: int = INTERVAL_S,
+                  **extra: Any) -> list[int]:  # fmt: skip
+        """``count`` http rules against ``url`` every ``interval_s``; their anchors noted."""
+        self.interval_s = interval_s
+        ids = []
+        with transaction(self.factory) as session:
+            for i in range(count):
+                spec = http_rule(url, name=f"drill {len(self.anchors) + i}", interval_s=interval_s,
+                                 **extra)  # fmt: skip
+                spec["target"]["timeout_s"] = 2
+                rule = create_rule(session, spec, utcnow())
+                ids.append(rule.id)
+        with self.factory() as session:
+            rows = session.execute(select(Rule.id, Rule.next_due_at).where(Rule.id.in_(ids)))
+            self.anchors.update({rid: _utc(due) for rid, due in rows})
+        self.began = self.began or utcnow()
+        return ids
+
+    def set_due_now(self) -> None:
+        """Make every rule due now (tests that want no spread)."""
+        now = utcnow()
+        with transaction(self.factory) as session:
+            session.execute(update(Rule).values(next_due_at=now))
+        self.anchors = dict.fromkeys(self.anchors, now)
+
+    # outages
+
+    def down(self, what: str) -> Outage:
+        """Note that ``what`` goes away now (call just before taking it away)."""
+        outage = Outage(what, utcnow())
+        self.outages.append(outage)
+        return outage
+
+    def up(self, outage: Outage, at: datetime | None = None) -> None:
+        """Note that the service is back (now, or at ``at``)."""
+        outage.up = at or utcnow()
+
+    def wait_verified_after(self, moment: datetime, timeout: float) -> datetime:
+        """Wait until every rule has a run started after ``moment`` recorded; when the last
+        of them was recorded."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            firsts = self._first_runs_after(moment)
+            if len(firsts) == len(self.anchors):
+                return max(firsts.values())
+            time.sleep(0.2)
+        missing = sorted(set(self.anchors) - set(self._first_runs_after(moment)))
+        logs = "\n".join(f"--- {r}\n{self.log_text(r)[-2500:]}" for r in self.processes)
+        raise AssertionError(f"rules {missing} not verified within {timeout} s of {moment}\n{logs}")
+
+    def _first_runs_after(self, moment: datetime) -> dict[int, datetime]:
+        firsts: dict[int, datetime] = {}
+        for rule_id, _, started, recorded in self.runs():
+            if started >= moment and (rule_id not in firsts or recorded < firsts[rule_id]):
+                firsts[rule_id] = recorded
+        return firsts
+
+    def runs(self) -> list[tuple[int, datetime, datetime, datetime]]:
+        """(rule, due time, start, recorded) of every scheduled verification of the rules."""
+        columns = (Verification.rule_id, Verification.scheduled_for, Verification.started_at,
+                   Verification.duration_ms)  # fmt: skip
+        query = select(*columns).where(Verification.trigger == "schedule",
+                                       Verification.rule_id.in_(list(self.anchors)))  # fmt: skip
+        with self.factory() as session:
+            rows = session.execute(query).all()
+        return [(rid, _utc(due), _utc(started), _utc(started) + timedelta(milliseconds=ms))
+                for rid, due, started, ms in rows if due is not None]  # fmt: skip
+
+    # figures
+
+    def figures(self, end: datetime | None = None) -> Figures:
+        """Count expected, recorded, lost, duplicated and replayed runs up to ``end``."""
+        end = end or utcnow()
+        assert self.began is not None, "no rules were added"
+        runs = self.runs()
+        figures = Figures(self.name, len(self.anchors), self.interval_s,
+                          round((end - self.began).total_seconds(), 1))  # fmt: skip
+        due_times = Counter((rid, due) for rid, due, _, _ in runs)
+        figures.duplicated = sum(n - 1 for n in due_times.values() if n > 1)
+        last_counted = end - timedelta(seconds=GRACE_S)
+        step = timedelta(seconds=self.interval_s)
+        for outage in self.outages:
+            figures.outage_s.append(round(outage.seconds, 1))
+            assert outage.up is not None
+            firsts = self._first_runs_after(outage.up)
+            if len(firsts) == len(self.anchors):
+                recovery = max(firsts.values()) - outage.up
+                figures.recovery_s.append(round(recovery.total_seconds(), 2))
+        for rid, anchor in self.anchors.items():
+            excused = self._excused(rid)
+            slot = anchor
+            while slot <= last_counted:
+                windows = [w for w in excused if w[0] <= slot < w[1]]
+                if windows:
+                    figures.skipped += (rid, slot) not in due_times
+                else:
+                    figures.expected += 1
+                    if (rid, slot) in due_times:
+                        figures.recorded += 1
+                    elif len(figures.lost_slots) < 10:
+                        figures.lost_slots.append(f"rule {rid} due {slot.isoformat()}")
+                slot += step
+            for start, stop in excused:
+                inside = sum(1 for (r, due) in due_times if r == rid and start <= due < stop)
+                figures.replayed += max(0, inside - 1)
+        figures.lost = figures.expected - figures.recorded
+        return figures
+
+    def _excused(self, rule_id: int) -> list[tuple[datetime, datetime]]:
+        """The rule's excused windows: from each outage's start until its first run started
+        after the return was recorded (until the end of time if it never was)."""
+        windows = []
+        for outage in self.outages:
+            assert outage.up is not None
+            first = self._first_runs_after(outage.up).get(rule_id, datetime.max.replace(tzinfo=UTC))
+            windows.append((outage.down, first))
+        return windows
+
+    def report(self, figures: Figures, record_property: Any) -> None:
+        """Keep the figures: a JSON file in the drill's folder (and appended to
+        $RULEWATCH_DRILL_FIGURES), a property the terminal summary prints."""
+        data = asdict(figures)
+        (self.folder / "figures.json").write_text(json.dumps(data, indent=2))
+        collected = os.environ.get("RULEWATCH_DRILL_FIGURES")
+        if collected:
+            with open(collected, "a") as file:
+                file.write(json.dumps(data) + "\n")
+        record_property("drill", figures.summary())
+        print(figures.summary())
+
+
+def assert_sound(figures: Figures, recovery_within_s: float) -> None:
+    """The drills' promise: nothing lost or twice, every outage recovered within the figure."""
+    assert figures.expected > 0, figures
+    assert figures.lost == 0, figures
+    assert figures.duplicated == 0, figures
+    assert figures.replayed == 0, figures
+    assert len(figures.recovery_s) == len(figures.outage_s), figures
+    assert all(s <= recovery_within_s for s in figures.recovery_s), figures
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _line_time(text: str, offset: int) -> datetime:
+    """The time a Celery log line (the one holding ``offset``) was written, in UTC."""
+    line = text[text.rfind("\n", 0, offset) + 1 :]
+    found = LOG_TIME.match(line)
+    if not found:
+        return utcnow()
+    local = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f")
+    return local.astimezone(UTC)  # Celery writes local time
