@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from rulewatch.config import Settings, secret_key
 from rulewatch.db import make_engine, make_session_factory
 from rulewatch.dsn_cipher import DsnCipher
+from rulewatch.outage import OutageLog, database_label
 from rulewatch.probes import ProbeContext
 from rulewatch.services.stability import ReportCache
 
@@ -26,12 +27,14 @@ class Runtime:
     _pid: int = field(default=0, repr=False)
     _cipher: DsnCipher | None = field(default=None, repr=False)
     reports: ReportCache = field(init=False, repr=False)
+    outage: OutageLog = field(init=False, repr=False)  # logs a database outage once
     # given each session factory as it is made (after a fork too): create_app sends the outbox
     # at commit through it
     on_new_factory: Callable[[sessionmaker[Session]], None] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.reports = ReportCache(self.settings.report_cache_s)
+        self.outage = OutageLog(database_label(self.settings.database_url))
 
     @property
     def engine(self) -> Engine:
@@ -41,6 +44,7 @@ class Runtime:
                 self._engine.dispose(close=False)  # the parent's connections stay the parent's
             self._engine = make_engine(self.settings.database_url)
             self._factory = make_session_factory(self._engine)
+            self.outage.watch(self._engine)
             if self.on_new_factory is not None:
                 self.on_new_factory(self._factory)
             self._pid = os.getpid()

@@ -234,4 +234,4 @@ def test_it_answers_503_when_the_database_does_not(tmp_path: Path) -> None:
                              result_backend="cache+memory://"))  # fmt: skip
     response = app.test_client().get("/metrics")
     assert response.status_code == 503
-    assert b"database did not answer" in response.data
+    assert b"the database (sqlite rulewatch.db) is unavailable" in response.data

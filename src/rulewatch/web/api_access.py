@@ -71,7 +71,7 @@ def _me(principal: Principal) -> dict[str, Any]:
 
 @api.post("/session")
 @role(PUBLIC)
-@documented(Me, body=SignIn, errors=[401, 429])
+@documented(Me, body=SignIn, errors=[401, 429, 503])
 def post_session() -> Response:
     """Sign in with a username and password; the session cookie carries the rest."""
     body = json_body()

@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
 from rulewatch.models import utcnow
+from rulewatch.outage import database_unavailable
 from rulewatch.runtime import Runtime
 from rulewatch.services.metrics import (
     DeploymentFigures,
@@ -34,6 +35,7 @@ from rulewatch.services.metrics import (
     deployment_figures,
 )
 from rulewatch.web.common import rt
+from rulewatch.web.database_down import unavailable_message
 
 CACHE_S = 5.0
 COLLECTOR = "rulewatch_metrics"
@@ -141,8 +143,12 @@ def scrape() -> Response:
     try:
         body = encode(current_app.extensions[COLLECTOR])
     except SQLAlchemyError as exc:  # scraped as down, with the reason
-        message = f"the database did not answer: {type(exc).__name__}\n"
-        return Response(message, 503, mimetype="text/plain")
+        message = (
+            unavailable_message(exc)
+            if database_unavailable(exc)
+            else f"the database did not answer: {type(exc).__name__}"
+        )
+        return Response(message + "\n", 503, mimetype="text/plain")
     return Response(body, 200, content_type=content_type)
 
 

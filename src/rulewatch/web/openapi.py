@@ -56,6 +56,9 @@ ERRORS: dict[int, tuple[str, str, dict[str, Any]]] = {
     429: ("TooManyAttempts", "too many failed sign-ins: try again after Retry-After seconds "
           "(too_many_attempts)",
           {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 0}}}),
+    503: ("DatabaseUnavailable", "the database cannot be reached: the message names it; try "
+          "again after Retry-After seconds (database_unavailable)",
+          {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 0}}}),
 }  # fmt: skip
 
 
@@ -231,8 +234,8 @@ def _success(answer: Answer, refs: Refs) -> dict[str, Any]:
 
 def _errors(route: Route, op: Operation, needed: str | None) -> dict[str, str]:
     statuses = set(op.errors) | {400}  # any request may carry text with a NUL in it
-    if needed != PUBLIC:
-        statuses |= {401, 403} | ({415} if route.method in UNSAFE_METHODS else set())
+    if needed != PUBLIC:  # who the caller is comes from the database
+        statuses |= {401, 403, 503} | ({415} if route.method in UNSAFE_METHODS else set())
     if _PATH_PARAMETER.search(route.rule):
         statuses.add(404)
     return {str(status): ERRORS[status][0] for status in sorted(statuses)}

@@ -6,7 +6,9 @@ from flask import Blueprint, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
+from rulewatch.outage import database_unavailable
 from rulewatch.web.common import rt
+from rulewatch.web.database_down import unavailable_message
 
 pages = Blueprint("pages", __name__)
 
@@ -20,10 +22,13 @@ def old_report_page() -> ResponseReturnValue:
 
 @pages.get("/healthz")
 def healthz() -> tuple[dict[str, str], int]:
-    """Liveness and database reachability."""
+    """Liveness and database reachability: 503 naming the database when it does not answer."""
     try:
         with rt().engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # health must answer, whatever is broken
+        if database_unavailable(exc):
+            message = unavailable_message(exc)
+            return {"status": "error", "database": "unavailable", "message": message}, 503
         return {"status": "error", "database": type(exc).__name__}, 503
     return {"status": "ok", "database": "ok"}, 200
