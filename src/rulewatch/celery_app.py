@@ -33,6 +33,11 @@ MAX_PRIORITY = 9  # queues declare it; dispatch.priority chooses within it
 # ends (up to 55 min from the API) and acknowledges it late, once run: ask for two hours
 # (RabbitMQ 3.11.15 and later honour it per consumer; older servers need it in rabbitmq.conf)
 CONSUMER_TIMEOUT_S = 2 * 3600
+# Beat's sends store no result: nobody reads a tick's, and a send that asks for one makes
+# the Redis result backend subscribe beat to its result channel, whose reconnect after a
+# broker restart can end in "The Celery application must be restarted" although beat
+# recovers by itself at its next send.
+NO_RESULT = {"ignore_result": True}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -68,9 +73,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "verify-all-rules": {
                 "task": "rulewatch.verify_all_rules",
                 "schedule": settings.tick_s,
-                "options": {"expires": max(settings.tick_s * 2, 10)},
+                "options": {"expires": max(settings.tick_s * 2, 10), **NO_RESULT},
             },
-            "prune": {"task": "rulewatch.prune", "schedule": 3600.0, "options": {"expires": 3000}},
+            "prune": {
+                "task": "rulewatch.prune",
+                "schedule": 3600.0,
+                "options": {"expires": 3000, **NO_RESULT},
+            },
             **_digest_entry(settings),
         },
     }
@@ -96,7 +105,8 @@ def _digest_entry(settings: Settings) -> dict[str, Any]:
     minute, hour, day_of_month, month_of_year, day_of_week = fields
     schedule = crontab(minute=minute, hour=hour, day_of_month=day_of_month,
                        month_of_year=month_of_year, day_of_week=day_of_week)  # fmt: skip
-    return {"stability-digest": {"task": "rulewatch.digest", "schedule": schedule}}
+    entry = {"task": "rulewatch.digest", "schedule": schedule, "options": NO_RESULT}
+    return {"stability-digest": entry}
 
 
 def _result_engine_options(settings: Settings) -> dict[str, Any]:

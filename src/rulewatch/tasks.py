@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import random
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,12 +21,18 @@ from rulewatch import dispatch
 from rulewatch.db import transaction
 from rulewatch.models import utcnow
 from rulewatch.notifiers import TransientSendError
+from rulewatch.outage import database_unavailable
 from rulewatch.runtime import Runtime
 from rulewatch.services import notifications
 from rulewatch.services.reports import render_stability_html
 from rulewatch.services.retention import prune_history
 from rulewatch.services.rules import enabled_rule_ids
-from rulewatch.services.scheduling import claim_due_rules, give_back, hold_while_running
+from rulewatch.services.scheduling import (
+    Claim,
+    claim_due_rules,
+    give_back,
+    hold_while_running,
+)
 from rulewatch.services.stability import stability_report
 from rulewatch.services.verification import Alerting, Job, verify_draft, verify_jobs, verify_one
 
@@ -40,6 +48,9 @@ RETRIES: dict[str, Any] = {
     "autoretry_for": INFRA_ERRORS, "retry_backoff": 2, "retry_backoff_max": 60,
     "retry_jitter": True, "max_retries": 5,
 }  # fmt: skip
+# verify tasks retry infrastructure errors (`claims_held`) at most this far apart, so checks
+# resume within seconds of the database's or broker's return
+VERIFY_RETRY_MAX_WAIT_S = 5.0
 
 
 def _task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
@@ -47,9 +58,9 @@ def _task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
     return shared_task(name=name, **RETRIES)
 
 
-def _bound_task(name: str) -> Callable[[Callable[Concatenate[Task[P, R], P], R]], Task[P, R]]:
-    """A `_task` that gets itself as first argument, to see which try it runs."""
-    return shared_task(name=name, bind=True, **RETRIES)
+def _verify_task(name: str) -> Callable[[Callable[Concatenate[Task[P, R], P], R]], Task[P, R]]:
+    """A task that gets itself as first argument: `claims_held` retries it."""
+    return shared_task(name=name, bind=True)
 
 
 def runtime() -> Runtime:
@@ -58,7 +69,7 @@ def runtime() -> Runtime:
     return rt
 
 
-@_bound_task("rulewatch.verify")
+@_verify_task("rulewatch.verify")
 def verify(
     self: Task[Any, Any], rule_id: int, verification_id: str | None = None,
     due: str | None = None, tick: str | None = None,
@@ -70,7 +81,7 @@ def verify(
         return verify_one(rt.factory, job, rt.probe_context(), alerting(rt))
 
 
-@_bound_task("rulewatch.verify_batch")
+@_verify_task("rulewatch.verify_batch")
 def verify_batch(
     self: Task[Any, Any], items: Sequence[Sequence[Any]], tick: str | None = None
 ) -> list[dict[str, Any]]:
@@ -84,9 +95,11 @@ def verify_batch(
 
 @contextmanager
 def claims_held(task: Task[Any, Any], rt: Runtime, jobs: Sequence[Job]) -> Iterator[None]:
-    """Hold the started runs' claims as long as the task can run; give them back if it gives up
-    (a soft time limit, or infrastructure errors on its last try) so the next tick
-    dispatches them again instead of waiting for the claim to expire."""
+    """Hold the started runs' claims as long as the task can run, and retry the task on
+    infrastructure errors (a database outage, the broker gone) every few seconds for as long
+    as its claims are worth holding (`retries_worth_it`); give them back if it gives up
+    (a soft time limit, or the last try) so the next tick dispatches them again instead of
+    waiting for the claim to expire."""
     try:
         with transaction(rt.factory) as session:
             hold_while_running(session, jobs, utcnow())
@@ -94,18 +107,37 @@ def claims_held(task: Task[Any, Any], rt: Runtime, jobs: Sequence[Job]) -> Itera
     except SoftTimeLimitExceeded:
         _give_back(rt, jobs)
         raise
-    except INFRA_ERRORS:
-        if task.request.retries >= (task.max_retries or 0):
+    except INFRA_ERRORS as exc:
+        if database_unavailable(exc):
+            rt.outage.failed(exc)  # one line per outage, not one per try
+        tries, most = task.request.retries, retries_worth_it(rt.settings.claim_ttl_s)
+        if tries >= most:
             _give_back(rt, jobs)
-        raise
+            raise
+        raise task.retry(exc=exc, countdown=retry_wait_s(tries), max_retries=most) from None
 
 
-def _give_back(rt: Runtime, jobs: Sequence[Job]) -> None:
+def retry_wait_s(tries: int) -> float:
+    """How long a verify task waits before try ``tries + 1``: 1, 2, 4, then 5 s, jittered
+    down by up to a fifth so that the batches of a tick do not come back at once."""
+    wait = min(VERIFY_RETRY_MAX_WAIT_S, 2.0**tries)
+    return wait * random.uniform(0.8, 1.0)
+
+
+def retries_worth_it(claim_ttl_s: float) -> int:
+    """How many times a verify task retries: about ``claim_ttl_s`` of tries (5 minutes by
+    default). By then its runs' claims have expired (a claim is taken at dispatch, for
+    ``claim_ttl_s``; or held from the task's start for timeout_s + 20 s), so the next tick
+    dispatches the runs again whether or not the give-back could be written."""
+    return max(3, math.ceil(claim_ttl_s / VERIFY_RETRY_MAX_WAIT_S))
+
+
+def _give_back(rt: Runtime, jobs: Sequence[Job], whose: str = "a run that gave up") -> None:
     try:
         with transaction(rt.factory) as session:
             given = give_back(session, jobs, utcnow())
-        log.warning("gave back %d claims of a verification that gave up", given)
-    except INFRA_ERRORS as exc:  # the claims then hold until timeout_s + 20 s after the start
+        log.warning("gave back %d claims of %s", given, whose)
+    except INFRA_ERRORS as exc:  # the claims then expire by themselves (retries_worth_it)
         log.warning("could not give back the claims of a run that gave up (%s)", exc)
 
 
@@ -120,8 +152,18 @@ def try_rule(spec: dict[str, Any]) -> dict[str, Any]:
 def verify_all_rules(force: bool = False) -> dict[str, int]:
     """Beat tick: claim the due rules and fan their verifications out to the workers."""
     rt = runtime()
-    if force:
-        return {"dispatched": _dispatch_all_now(rt)}
+    try:
+        if force:
+            return {"dispatched": _dispatch_all_now(rt)}
+        return _tick(rt)
+    except INFRA_ERRORS as exc:
+        if not database_unavailable(exc):
+            raise
+        rt.outage.failed(exc)  # one line per outage, not a traceback per tick
+        return {"dispatched": 0, "database_unavailable": 1}
+
+
+def _tick(rt: Runtime) -> dict[str, int]:
     dispatched, tick = 0, str(uuid.uuid4())  # the tick's alerts are emailed together
     while True:
         with transaction(rt.factory) as session:
@@ -129,10 +171,21 @@ def verify_all_rules(force: bool = False) -> dict[str, int]:
                 session, utcnow(), rt.settings.claim_batch, rt.settings.claim_ttl_s
             )
         if claims:
-            dispatch.claimed_runs(rt.settings, claims, tick)
+            _dispatch_claimed(rt, claims, tick)
         dispatched += len(claims)
         if len(claims) < rt.settings.claim_batch:
             return {"dispatched": dispatched, "notifications_relayed": _relay_outbox(rt)}
+
+
+def _dispatch_claimed(rt: Runtime, claims: Sequence[Claim], tick: str) -> None:
+    """Queue the claimed runs; if the broker refuses them, give their claims back so the
+    next tick tries again instead of waiting for the claims to expire."""
+    try:
+        dispatch.claimed_runs(rt.settings, claims, tick)
+    except Exception:
+        jobs = [Job(c.rule_id, c.verification_id, c.due) for c in claims]
+        _give_back(rt, jobs, "a tick whose runs could not be queued")
+        raise
 
 
 def alerting(rt: Runtime) -> Alerting:

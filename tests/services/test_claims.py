@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import Flask
+from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from rulewatch import create_app
+from rulewatch.config import Settings
 from rulewatch.db import transaction
 from rulewatch.models import Rule, utcnow
 from rulewatch.services.rules import create_rule
@@ -24,8 +28,14 @@ from rulewatch.services.scheduling import (
     hold_while_running,
 )
 from rulewatch.services.verification import Job
-from rulewatch.tasks import claims_held, verify_batch
-from tests.targets import http_rule
+from rulewatch.tasks import (
+    claims_held,
+    retries_worth_it,
+    retry_wait_s,
+    verify_all_rules,
+    verify_batch,
+)
+from tests.targets import closed_port, http_rule
 
 
 def _make_due_rules(factory: sessionmaker[Session], count: int, timeout_s: float = 5) -> None:
@@ -241,14 +251,14 @@ def test_it_gives_back_the_claims_of_a_batch_stopped_by_its_soft_time_limit(app:
         assert len(claim_due_rules(session, utcnow(), limit=10, ttl_s=300)) == 2
 
 
-@pytest.mark.parametrize(("retries", "given_back"), [(5, True), (2, False)])
+@pytest.mark.parametrize(("retries_left", "given_back"), [(0, True), (1, False), (55, False)])
 def test_it_gives_back_claims_only_when_infrastructure_retries_are_exhausted(
-    app: Flask, retries: int, given_back: bool
+    app: Flask, retries_left: int, given_back: bool
 ) -> None:
     factory, jobs, started = _claim_two(app)
-    verify_batch.push_request(retries=retries)
+    rt = app.extensions["rulewatch"]
+    verify_batch.push_request(retries=retries_worth_it(rt.settings.claim_ttl_s) - retries_left)
     try:
-        rt = app.extensions["rulewatch"]
         with pytest.raises(OperationalError), claims_held(verify_batch, rt, jobs):
             raise OperationalError("SELECT 1", {}, ConnectionError("database gone"))
     finally:
@@ -259,3 +269,37 @@ def test_it_gives_back_claims_only_when_infrastructure_retries_are_exhausted(
         assert all(u is not None and u < held_until for u in until)
     else:  # a retry follows: the claims hold while the task can still run
         assert all(u is not None and u >= held_until for u in until)
+
+
+def test_it_retries_a_verify_task_through_five_minutes_of_outage_at_most_five_s_apart() -> None:
+    waits = [retry_wait_s(tries) for tries in range(retries_worth_it(300))]
+    assert max(waits) <= 5 and waits[0] <= 1
+    assert sum(waits) >= 0.8 * 300 - 10  # the claim taken at dispatch lasts 300 s
+    assert retries_worth_it(10) == 3  # a short claim TTL still rides out a blip
+
+
+def test_a_tick_whose_runs_the_broker_refuses_gives_their_claims_back(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead_broker = replace(settings, broker_url=f"redis://127.0.0.1:{closed_port()}/0")
+    app = create_app(dead_broker)
+    factory = app.extensions["rulewatch"].factory
+    _make_due_rules(factory, 2)
+    with app.app_context(), caplog.at_level(logging.WARNING), pytest.raises(BrokerError):
+        verify_all_rules.run()
+    assert all(u is not None and u <= utcnow() for u in _claimed_until(factory).values())
+    assert any("gave back 2 claims of a tick" in r.getMessage() for r in caplog.records)
+    app.extensions["rulewatch"].engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_tick_while_the_database_is_down_logs_one_line_and_no_traceback(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = replace(settings, database_url=f"postgresql+psycopg://u:pw@127.0.0.1:{closed_port()}/rw")
+    app = create_app(down)
+    with app.app_context(), caplog.at_level(logging.INFO):
+        answers = [verify_all_rules.run() for _ in range(3)]
+    assert answers == [{"dispatched": 0, "database_unavailable": 1}] * 3
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "is unavailable" in lines[0] and "pw" not in lines[0], lines
