@@ -301,3 +301,23 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(lazy="joined")
+
+
+class MonitorGap(Base):
+    """A time in which a rule went unverified because the monitor could not run it (database,
+    broker or workers down, or too busy): its run for ``started_at`` began at ``ended_at``.
+    Shown beside the rule's history; never counted in its stability rate."""
+
+    __tablename__ = "monitor_gaps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("rules.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime]  # the due time that was not verified on time
+    ended_at: Mapped[datetime]  # when its run started
+    seconds: Mapped[float] = mapped_column(Float)  # ended_at - started_at, summed by /metrics
+    reason: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (
+        Index("ix_monitor_gaps_rule_ended", "rule_id", "ended_at"),
+        Index("ix_monitor_gaps_ended", "ended_at"),  # retention deletes by age
+    )

@@ -178,6 +178,22 @@ class Verifications(_Answer):
     verifications: list[VerificationOut]
 
 
+class GapOut(_Answer):
+    """A time the rule went unverified because the monitor could not run it; never counted
+    in its rate."""
+
+    started_at: Time = Field(description="the due time that was not verified on time")
+    ended_at: Time = Field(description="when its run started")
+    seconds: float
+    reason: str
+
+
+class Gaps(_Answer):
+    """A rule's monitor gaps, newest first."""
+
+    gaps: list[GapOut]
+
+
 class Counts(_Answer):
     """Verifications by outcome; those in maintenance count in no rate."""
 
@@ -205,6 +221,10 @@ class RuleRate(Counts):
     target: float
     meets_target: bool | None
     error_budget_left: float | None
+    unmonitored_s: float = Field(
+        description="seconds of the window the rule went unverified because the monitor"
+        " could not run it (see /rules/{id}/gaps); no verification is counted for them"
+    )
 
 
 class StabilityOut(_Answer):

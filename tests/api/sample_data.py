@@ -12,7 +12,10 @@ from datetime import timedelta
 
 from flask import Flask
 
+from rulewatch.db import transaction
+from rulewatch.domain.schedule import Schedule
 from rulewatch.models import utcnow
+from rulewatch.services.gaps import LateRun, record_gaps
 from rulewatch.services.verification import Alerting, Job, verify_one
 from tests.targets import Target, http_rule
 
@@ -64,7 +67,16 @@ def make_sample(app: Flask) -> Sample:
     token = client.post("/api/v1/tokens", json={"label": "sample", "user": "sample-viewer"})
     assert token.status_code == 201, token.get_json()
     ids = (window.get_json()["id"], token.get_json()["id"], user.get_json()["id"])
+    _monitor_gap(app, rule_id)
     return Sample(rule_id, tcp.get_json()["id"], *ids)
+
+
+def _monitor_gap(app: Flask, rule_id: int) -> None:
+    """A run a minute late that skipped due times: the monitor could not run the rule."""
+    due = utcnow() - timedelta(minutes=2)
+    late = LateRun(rule_id, due, due + timedelta(minutes=1), Schedule(interval_s=10), 5.0)
+    with transaction(app.extensions["rulewatch"].factory) as session:
+        assert record_gaps(session, [late]) == 1
 
 
 def _verify(app: Flask, rule_id: int) -> None:

@@ -51,6 +51,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/api/v1/rules/{rule_id}/verifications"): lambda c, s: c.get(
         f"/api/v1/rules/{s.rule_id}/verifications"
     ),
+    ("GET", "/api/v1/rules/{rule_id}/gaps"): lambda c, s: c.get(f"/api/v1/rules/{s.rule_id}/gaps"),
     ("POST", "/api/v1/rules/{rule_id}/verify"): lambda c, s: c.post(
         f"/api/v1/rules/{s.rule_id}/verify"
     ),
@@ -238,7 +239,7 @@ def test_the_hot_path_verification_dict_is_exactly_its_model(app: Flask) -> None
 AT = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 RATE = {"rule_id": 7, "name": "orders", "pass": 9, "fail": 1, "error": 0,
         "maintenance": 2, "rate": 0.9, "target": 0.99, "meets_target": False,
-        "error_budget_left": -9.0}  # fmt: skip
+        "error_budget_left": -9.0, "unmonitored_s": 61.5}  # fmt: skip
 OVERALL = {"pass": 9, "fail": 1, "error": 0, "maintenance": 2, "rate": 0.9, "rules": 1,
            "rules_with_data": 1, "rules_meeting_target": 0}  # fmt: skip
 REPORT = {"window": "7d", "start": AT, "end": AT, "tag": None, "overall": OVERALL,

@@ -16,6 +16,7 @@ from rulewatch.domain.schedule import (
     ScheduleError,
     first_due,
     lateness_s,
+    leaves_gap,
     next_due,
 )
 
@@ -272,3 +273,30 @@ def test_it_measures_how_late_a_run_started() -> None:
 
 def test_it_counts_an_early_start_as_on_time() -> None:
     assert lateness_s(NOW, NOW - timedelta(seconds=3)) == 0.0
+
+
+class TestLeavesGap:
+    due = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def _after(self, seconds: float) -> datetime:
+        return self.due + timedelta(seconds=seconds)
+
+    def test_it_sees_no_gap_in_a_run_late_by_less_than_ten_s(self) -> None:
+        every_second = Schedule(interval_s=1)
+        assert not leaves_gap(every_second, self.due, self._after(9.9), timeout_s=5)
+
+    def test_it_sees_a_gap_when_a_later_due_time_passed_unverified(self) -> None:
+        every_5s = Schedule(interval_s=5)
+        assert leaves_gap(every_5s, self.due, self._after(12), timeout_s=10)
+        every_minute = Schedule(interval_s=60)
+        assert not leaves_gap(every_minute, self.due, self._after(12), timeout_s=10)
+
+    def test_it_sees_a_gap_in_a_run_later_than_a_crashed_worker_may_make_it(self) -> None:
+        hourly = Schedule(interval_s=3600)
+        assert not leaves_gap(hourly, self.due, self._after(40), timeout_s=10)
+        assert leaves_gap(hourly, self.due, self._after(41), timeout_s=10)
+
+    def test_it_reads_a_cron_rules_next_fire(self) -> None:
+        every_minute = Schedule(cron="* * * * *")
+        assert leaves_gap(every_minute, self.due, self._after(61), timeout_s=60)
+        assert not leaves_gap(every_minute, self.due, self._after(59), timeout_s=60)

@@ -19,7 +19,7 @@ from rulewatch import create_app, dispatch
 from rulewatch.config import load_settings
 from rulewatch.db import make_engine, make_session_factory, transaction
 from rulewatch.migrate import upgrade
-from rulewatch.models import Rule, Verification, utcnow
+from rulewatch.models import MonitorGap, Rule, Verification, utcnow
 from rulewatch.services.rules import create_rule
 from rulewatch.services.scheduling import claim_due_rules
 from rulewatch.tasks import VERIFY_RETRY_MAX_WAIT_S
@@ -96,3 +96,8 @@ def test_a_worker_verifies_a_batch_within_seconds_of_the_databases_return(
     assert {due for _, due, _ in _scheduled(factory)} == {c.due for c in claims}
     assert "gave back" not in text and "Traceback" not in text, text[-3000:]
     assert 1 <= text.count("is unavailable") <= 2  # once per pool process that met it
+    with factory() as session:  # the outage is a gap of each rule, never a failure
+        gaps = session.execute(select(MonitorGap.rule_id, MonitorGap.seconds)).all()
+        statuses = set(session.scalars(select(Verification.status)))
+    assert sorted(rid for rid, _ in gaps) == sorted(c.rule_id for c in claims)
+    assert all(seconds >= OUTAGE_S for _, seconds in gaps) and statuses == {"pass"}

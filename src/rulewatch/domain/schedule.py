@@ -10,6 +10,10 @@ from croniter import croniter
 from croniter.croniter import CroniterBadDateError, CroniterError
 
 MIN_INTERVAL_S = 1
+# A run this late, that skipped a later due time or outlived what a crashed worker may take
+# (timeout_s + 30 s), leaves a gap in the monitor (see leaves_gap).
+GAP_MIN_LATE_S = 10.0
+GAP_BEYOND_TIMEOUT_S = 30.0
 MAX_INTERVAL_S = 31 * 24 * 3600
 
 # Fibonacci hashing: 2**64 / golden ratio, odd. Consecutive keys land evenly spread.
@@ -74,6 +78,17 @@ def lateness_s(due: datetime, started: datetime) -> float:
     """Seconds a run started after it was due; 0.0 when on time or early."""
     late = _as_utc(started, "started") - _as_utc(due, "due")
     return max(0.0, late.total_seconds())
+
+
+def leaves_gap(schedule: Schedule, due: datetime, started: datetime, timeout_s: float) -> bool:
+    """True when a run due at ``due`` that started at ``started`` shows the monitor could not
+    run the rule: at least GAP_MIN_LATE_S late, and either a later due time passed meanwhile
+    (it is skipped, not replayed: a sample is missing) or it is later than a crashed
+    worker's runs may be (``timeout_s`` + GAP_BEYOND_TIMEOUT_S)."""
+    late = lateness_s(due, started)
+    if late < GAP_MIN_LATE_S:
+        return False
+    return late > timeout_s + GAP_BEYOND_TIMEOUT_S or next_due(schedule, due, due) <= started
 
 
 def _next_fire(schedule: Schedule, after: datetime) -> datetime:

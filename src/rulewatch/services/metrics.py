@@ -25,6 +25,7 @@ from rulewatch.models import (
     Rule,
 )
 from rulewatch.probes import KINDS
+from rulewatch.services.gaps import gap_totals
 from rulewatch.services.rollups import DURATION_COLUMNS, LAG_COLUMNS, day_of
 
 STATUSES = {"pass": "passed", "fail": "failed", "error": "errors", "maintenance": "maintenance"}
@@ -60,6 +61,7 @@ class DeploymentFigures:
     incidents_open: int
     notifications: dict[str, int]  # outbox rows by status
     redispatched: int  # due runs dispatched again after their claim expired or was given back
+    gaps: tuple[int, float] = (0, 0.0)  # monitor gaps stored, and their seconds
 
 
 def deployment_figures(session: Session, now: datetime, sums: RollupSums) -> DeploymentFigures:
@@ -73,6 +75,7 @@ def deployment_figures(session: Session, now: datetime, sums: RollupSums) -> Dep
         or 0,
         notifications=_notifications(session),
         redispatched=int(session.scalar(select(func.sum(Rule.redispatches))) or 0),
+        gaps=gap_totals(session),
     )
 
 

@@ -3,7 +3,8 @@
 - Raw verifications older than the retention period go.
 - Within it, each rule keeps its newest ``keep_per_rule`` verifications plus every
   non-passing one (they explain incidents); older passing ones go.
-- Hourly and daily rollups, which carry the stability windows, are kept much longer.
+- Hourly and daily rollups, which carry the stability windows, are kept much longer; so
+  are monitor gaps, which the report shows beside them (as long as daily rollups).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.config import Settings
 from rulewatch.db import transaction
-from rulewatch.models import DailyRollup, HourlyRollup, Rule, Verification
+from rulewatch.models import DailyRollup, HourlyRollup, MonitorGap, Rule, Verification
 
 STEP = 2000
 RULES_PER_STEP = 200
@@ -37,6 +38,10 @@ def prune_history(
         ),
         "daily": _delete_old(
             factory, DailyRollup, DailyRollup.bucket,
+            now - timedelta(days=settings.daily_retention_days),
+        ),
+        "gaps": _delete_old(
+            factory, MonitorGap, MonitorGap.ended_at,
             now - timedelta(days=settings.daily_retention_days),
         ),
     }  # fmt: skip

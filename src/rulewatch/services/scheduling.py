@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -51,7 +51,7 @@ class ScheduledRun(Protocol):
         ...
 
 
-def timeout_s_of(target: dict[str, Any]) -> float:
+def timeout_s_of(target: Mapping[str, Any]) -> float:
     """How long a check of this target may take (its ``timeout_s``, 10 s by default)."""
     return float(target.get("timeout_s", 10))
 

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Collection
 from concurrent import futures
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from rulewatch.domain.stability import (
     summarize,
 )
 from rulewatch.models import DailyRollup, HourlyRollup, Rule, RuleTag
+from rulewatch.services.gaps import unmonitored_s
 from rulewatch.shapes import StabilityOut, answer
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class StabilityReport:
     tag: str | None
     rules: list[RuleStability]
     overall: StabilitySummary
+    # seconds of the window each rule spent in monitor gaps (rules with none left out)
+    unmonitored: dict[int, float] = field(default_factory=dict)
 
 
 def stability_report(
@@ -54,7 +57,11 @@ def stability_report(
     plan = plan_buckets(span, now)
     rules = rule_stabilities(session, plan, tag=tag)
     start = _window_start(plan.hourly, plan.daily, now - span)
-    return StabilityReport(window, start, now, tag, rules, summarize(rules))
+    listed = {r.rule_id for r in rules}
+    unmonitored = {
+        rid: s for rid, s in unmonitored_s(session, None, start, now).items() if rid in listed
+    }
+    return StabilityReport(window, start, now, tag, rules, summarize(rules), unmonitored)
 
 
 def rule_stabilities(
@@ -138,16 +145,18 @@ def report_to_dict(
             rules_with_data=overall.rules_with_data,
             rules_meeting_target=overall.rules_meeting_target,
         ),
-        total=len(rules), limit=limit, offset=offset, rules=[_rule_rate(r) for r in page],
+        total=len(rules), limit=limit, offset=offset,
+        rules=[_rule_rate(r, report.unmonitored.get(r.rule_id, 0.0)) for r in page],
     )  # fmt: skip
 
 
-def _rule_rate(r: RuleStability) -> dict[str, Any]:
+def _rule_rate(r: RuleStability, unmonitored: float) -> dict[str, Any]:
     c = r.counts  # written out: a report may hold 10,000 rules
     return {
         "rule_id": r.rule_id, "name": r.name, "pass": c.passed, "fail": c.failed,
         "error": c.errors, "maintenance": c.maintenance, "rate": r.rate, "target": r.target,
         "meets_target": r.meets_target, "error_budget_left": r.error_budget_left,
+        "unmonitored_s": round(unmonitored, 3),
     }  # fmt: skip
 
 

@@ -3,7 +3,7 @@ in short set-based flushes as the targets answer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
@@ -23,9 +23,10 @@ from rulewatch.probes import ProbeContext
 from rulewatch.probes.runner import ProbeCall, Seen, probe_all, probe_in_flushes
 from rulewatch.schemas import validate_rule
 from rulewatch.services.alerts import Outcome, record_alerts
+from rulewatch.services.gaps import LateRun, record_gaps
 from rulewatch.services.maintenance import maintenance_of
 from rulewatch.services.rollups import Sample, add_samples
-from rulewatch.services.scheduling import verification_id_for
+from rulewatch.services.scheduling import timeout_s_of, verification_id_for
 from rulewatch.shapes import DraftVerification, answer
 
 HISTORY_SIZE = 10
@@ -242,12 +243,22 @@ def _record_all(
         session.execute(insert(Verification), [row for _, row in recorded])
         add_samples(session, [_sample(row) for _, row in recorded])
         _advance(session, recorded)
+        record_gaps(session, _late_runs(recorded))
         if alerting is not None:
             outcomes = [_outcome(item, row, alerts[row["rule_id"]]) for item, row in recorded]
             notification_ids = record_alerts(
                 session, outcomes, alerting.defaults, alerting.base_url
             )
     return notification_ids, results
+
+
+def _late_runs(recorded: Sequence[tuple[_Probed, dict[str, Any]]]) -> Iterator[LateRun]:
+    """The scheduled runs being recorded, as candidates for a monitor gap."""
+    for item, row in recorded:
+        due, prepared = item.prepared.job.due, item.prepared
+        if due is not None:
+            timeout_s = timeout_s_of(prepared.check.call.target)
+            yield LateRun(row["rule_id"], due, row["started_at"], prepared.schedule, timeout_s)
 
 
 def _outcome(item: _Probed, row: Mapping[str, Any], alert: tuple[Any, Any]) -> Outcome:

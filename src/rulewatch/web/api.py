@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -17,6 +18,7 @@ from rulewatch.models import utcnow
 from rulewatch.schemas import FieldError, InputInvalid, MaintenanceSpec, RuleInvalid, RuleSpec
 from rulewatch.services.alerts import incident_to_dict, recent_incidents
 from rulewatch.services.dashboard import recent_verifications
+from rulewatch.services.gaps import gap_to_dict, rule_gaps
 from rulewatch.services.maintenance import (
     MaintenanceNotFound,
     create_window,
@@ -41,6 +43,7 @@ from rulewatch.services.rules import (
 from rulewatch.services.stability import report_to_dict
 from rulewatch.services.verification import verification_to_dict
 from rulewatch.shapes import (
+    Gaps,
     Incidents,
     MaintenanceList,
     MaintenanceOut,
@@ -263,13 +266,37 @@ def stability() -> Response:
     limit = STABILITY_LIMIT.read()
     offset = OFFSET.read()
     order = ORDER.read()
-    try:
-        parse_window(window)
-    except ValueError as exc:
-        raise ApiError(400, "bad_parameter", str(exc), [FieldError("window", str(exc))]) from None
+    _parsed_window(window)
     runtime = rt()
     report = shared_stability_report(runtime.reports, runtime.factory, window, tag, utcnow())
     return jsonify(report_to_dict(report, limit, offset, worst_first=order == "worst"))
+
+
+GAPS_WINDOW = TextArg("window", "how far back: a number and a unit (m, h, d, w), up to 400d",
+                      "7d", rf"^\s*{WINDOW_SYNTAX}\s*$")  # fmt: skip
+GAPS_LIMIT = _limit(100, 1000)
+
+
+@api.get("/rules/<int:rule_id>/gaps")
+@role("viewer")
+@documented(Gaps, query=[GAPS_WINDOW, GAPS_LIMIT])
+def gaps(rule_id: int) -> Response:
+    """The times the rule went unverified because the monitor could not run it (database,
+    broker or workers down, or overloaded), newest first; they count in no rate."""
+    window, limit = GAPS_WINDOW.read(), GAPS_LIMIT.read()
+    since = utcnow() - _parsed_window(window)
+    with rt().factory() as session:
+        get_rule(session, rule_id)
+        found = [gap_to_dict(g) for g in rule_gaps(session, rule_id, since, limit)]
+    return jsonify(answer(Gaps, gaps=found))
+
+
+def _parsed_window(window: str) -> timedelta:
+    """The span ``window`` names; 400 bad_parameter when it names none."""
+    try:
+        return parse_window(window)
+    except ValueError as exc:
+        raise ApiError(400, "bad_parameter", str(exc), [FieldError("window", str(exc))]) from None
 
 
 NOTIFICATIONS_LIMIT = _limit(50, 1000)

@@ -97,7 +97,21 @@ def families(figures: DeploymentFigures) -> list[Metric]:
         " deleted; Prometheus reads a drop as a counter reset.",
         value=figures.redispatched,
     )
-    return [verifications, duration, lag, redispatched, *_gauges(figures)]
+    gap_note = (
+        " A gap is a time a rule went unverified because the monitor could not run it"
+        " (database, broker or workers down, or overloaded); it counts in no rate. It drops"
+        " when a rule is deleted or retention prunes old gaps; Prometheus reads a drop as a"
+        " counter reset."
+    )
+    gaps = CounterMetricFamily(
+        "rulewatch_monitor_gaps", "Monitor gaps recorded." + gap_note, value=figures.gaps[0]
+    )
+    gap_seconds = CounterMetricFamily(
+        "rulewatch_monitor_gap_seconds",
+        "Seconds rules spent in monitor gaps." + gap_note,
+        value=figures.gaps[1],
+    )
+    return [verifications, duration, lag, redispatched, gaps, gap_seconds, *_gauges(figures)]
 
 
 def _buckets(histogram: Histogram) -> list[tuple[str, float]]:

@@ -18,7 +18,8 @@ from markupsafe import Markup, escape
 from rulewatch.domain.history import HistoryPoint
 
 SVG_NS = "http://www.w3.org/2000/svg"
-COLOURS = {"pass": "#0a6b2d", "fail": "#b3141b", "error": "#e07b00", "maintenance": "#9aa1ab"}
+COLOURS = {"pass": "#0a6b2d", "fail": "#b3141b", "error": "#e07b00", "maintenance": "#9aa1ab",
+           "gap": "#e9ebee"}  # fmt: skip
 LINE, GRID, TEXT = "#1f5fbf", "#dde1e6", "#5b6470"
 # Ticks are drawn in this order, so where they overlap the worst outcome is on top.
 SEVERITY = ("maintenance", "pass", "error", "fail")
@@ -56,15 +57,18 @@ def history_chart(
     end: datetime,
     width: int = 800,
     height: int = 220,
+    gaps: Sequence[tuple[datetime, datetime]] = (),
 ) -> Markup:
-    """Response time (ms) as a line over [start, end], outcome ticks along the bottom."""
+    """Response time (ms) as a line over [start, end], outcome ticks along the bottom, and
+    the monitor's ``gaps`` (times it could not verify the rule) as grey bands behind them."""
     if end <= start:
         raise ValueError(f"chart end {end.isoformat()} must be after start {start.isoformat()}")
     ordered = sorted(points, key=lambda p: p.at)
     durations = [p.duration_ms for p in ordered if p.duration_ms is not None]
     y_ticks = _y_ticks(max(durations, default=0.0))
     frame = _Frame(start, end, width, height, y_ticks[-1])
-    body = [*(_y_axis(frame, y_ticks) if durations else ()), *_x_axis(frame)]
+    body = [*_gap_bands(frame, gaps), *(_y_axis(frame, y_ticks) if durations else ()),
+            *_x_axis(frame)]  # fmt: skip
     if ordered:
         body += [*_line(frame, ordered), *_strip(frame, ordered)]
     else:
@@ -74,7 +78,24 @@ def history_chart(
             f'fill="{TEXT}">{EMPTY_TEXT}</text>'
         )
     attrs = f'class="chart" viewBox="0 0 {width} {height}" preserveAspectRatio="xMidYMid meet"'
-    return _svg(attrs, _history_text(ordered, start, end, durations), body)
+    text = _history_text(ordered, start, end, durations) + _gaps_text(gaps)
+    return _svg(attrs, text, body)
+
+
+def _gap_bands(frame: _Frame, gaps: Sequence[tuple[datetime, datetime]]) -> Iterable[str]:
+    """A band over the plot's height for each gap within the window."""
+    bands = []
+    for began, ended in gaps:
+        if ended > frame.start and began < frame.end:
+            left, right = frame.x(began), frame.x(ended)
+            bands.append(_box(left, frame.top, max(right - left, 1.0), frame.bottom - frame.top))
+    return _paths({"gap": bands})
+
+
+def _gaps_text(gaps: Sequence[tuple[datetime, datetime]]) -> str:
+    if not gaps:
+        return ""
+    return f"; not verified in {len(gaps)} gap{'s' if len(gaps) > 1 else ''} (grey)"
 
 
 @dataclass(frozen=True)

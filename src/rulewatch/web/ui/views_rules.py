@@ -22,6 +22,7 @@ from rulewatch.services.dashboard import (
     recent_verifications,
     sparklines,
 )
+from rulewatch.services.gaps import rule_gaps
 from rulewatch.services.rules import (
     RULE_STATUSES,
     RuleNotFound,
@@ -43,6 +44,7 @@ PER_PAGE = 50
 RATE_WINDOWS = ("24h", "7d", "30d")
 CHART_WINDOWS = ("1h", "6h", "24h", "7d", "30d")
 RECENT_VERIFICATIONS = 20
+RECENT_GAPS, GAPS_SHOWN = 20, "30d"
 
 
 @dataclass(frozen=True)
@@ -125,11 +127,14 @@ def rule(rule_id: int) -> ResponseReturnValue:
         points = history(session, rule_id, window, now)
         recent = recent_verifications(session, rule_id, RECENT_VERIFICATIONS)
         incidents = recent_incidents(session, 10, False, rule_id)
+        start = now - parse_window(window)
+        gaps = rule_gaps(session, rule_id, now - parse_window(GAPS_SHOWN), RECENT_GAPS)
+        shown = [(g.started_at, g.ended_at) for g in gaps]
         context = {
             "rule": found, "spec": spec_of(found), "status": rule_status(found),
             "rates": rates, "windows": RATE_WINDOWS, "chart_windows": CHART_WINDOWS,
-            "window": window, "recent": recent, "incidents": incidents,
-            "chart": history_chart(points, now - parse_window(window), now),
+            "window": window, "recent": recent, "incidents": incidents, "gaps": gaps,
+            "gaps_shown": GAPS_SHOWN, "chart": history_chart(points, start, now, gaps=shown),
             "task": _task(request.args.get("task", "")),
         }  # fmt: skip
         return render_template("ui/rule.html", title=found.name, **context)
