@@ -30,6 +30,7 @@ ENDPOINTS: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/v1/rules", None, "viewer"),
     ("GET", f"/api/v1/rules/{NOWHERE}", None, "viewer"),
     ("GET", f"/api/v1/rules/{NOWHERE}/verifications", None, "viewer"),
+    ("GET", f"/api/v1/rules/{NOWHERE}/gaps", None, "viewer"),
     ("GET", "/api/v1/stability", None, "viewer"),
     ("GET", "/api/v1/notifications", None, "viewer"),
     ("GET", "/api/v1/incidents", None, "viewer"),
