@@ -20,7 +20,6 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from rulewatch import dispatch
 from rulewatch.db import transaction
 from rulewatch.models import utcnow
-from rulewatch.notifiers import TransientSendError
 from rulewatch.outage import database_unavailable
 from rulewatch.runtime import Runtime
 from rulewatch.services import notifications
@@ -39,7 +38,6 @@ from rulewatch.services.verification import Alerting, Job, verify_draft, verify_
 # database or broker trouble is retried; a target that is down is a result, never an exception
 INFRA_ERRORS = (OperationalError, InterfaceError, BrokerError, ConnectionError)
 log = logging.getLogger(__name__)
-MAX_SEND_RETRIES = 8
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -196,7 +194,7 @@ def alerting(rt: Runtime) -> Alerting:
 def _relay_outbox(rt: Runtime) -> int:
     with transaction(rt.factory) as session:
         ids = notifications.due_for_relay(session, utcnow())
-    dispatch.send_notifications(ids)  # the relay: rows whose own enqueue was lost
+    dispatch.send_notifications(ids)  # lost enqueues, dead senders, and probes of a down channel
     return len(ids)
 
 
@@ -213,19 +211,12 @@ def get_stable_rates_html(window: str = "24h", tag: str | None = None) -> str:
         return render_stability_html(stability_report(session, window, utcnow(), tag))
 
 
-@shared_task(
-    name="rulewatch.send_notification", bind=True, autoretry_for=(TransientSendError,),
-    retry_backoff=5, retry_backoff_max=600, retry_jitter=True, max_retries=MAX_SEND_RETRIES,
-)  # fmt: skip
-def send_notification(self: Task[Any, Any], notification_id: int) -> str:
-    """Send one outbox row over its channel; transient failures retry with exponential backoff."""
+@_task("rulewatch.send_notification")
+def send_notification(notification_id: int) -> str:
+    """Send one outbox row over its channel, then the rows that wait on that channel; a row
+    that cannot go now waits for the next send that succeeds or for beat's relay."""
     rt = runtime()
-    try:
-        return notifications.send(rt.factory, rt.settings, notification_id)
-    except TransientSendError as exc:
-        if self.request.retries >= MAX_SEND_RETRIES:
-            return notifications.give_up(rt.factory, notification_id, str(exc))
-        raise
+    return notifications.send(rt.factory, rt.settings, notification_id)
 
 
 @_task("rulewatch.digest")

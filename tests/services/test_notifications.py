@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from rulewatch.config import SmtpSettings
 from rulewatch.db import transaction
 from rulewatch.models import Notification, utcnow
-from rulewatch.services.notifications import TransientSendError, claim, send
+from rulewatch.services.notifications import claim, send
 from tests.smtp_server import Inbox
 
 
@@ -63,8 +62,7 @@ def test_it_keeps_the_notification_while_smtp_is_down_and_sends_it_once_after(
     factory: sessionmaker[Session], smtp_port: int
 ) -> None:
     nid = _pending(factory)
-    with pytest.raises(TransientSendError, match="unreachable"):
-        send(factory, _settings(smtp_port), nid)
+    assert send(factory, _settings(smtp_port), nid) == "pending"
     row = _row(factory, nid)
     assert (row.status, row.attempts) == ("pending", 1)
     assert row.last_error and "unreachable" in row.last_error
@@ -166,16 +164,17 @@ def test_a_sender_whose_lease_ran_out_does_not_overwrite_the_next_sender(
     assert (row.status, row.last_error) == ("sent", None), "the late answer changed nothing"
 
 
-def test_a_row_waiting_for_its_task_s_retry_is_not_relayed_every_tick(
+def test_a_row_that_did_not_go_is_tried_again_by_the_relay_once_its_wait_is_over(
     factory: sessionmaker[Session], smtp_port: int
 ) -> None:
-    from rulewatch.services.notifications import RETRY_WAIT_S, due_for_relay
+    from rulewatch.services.notifications import PROBE_EVERY_S, due_for_relay
 
     nid = _pending(factory)
-    with pytest.raises(TransientSendError):
-        send(factory, _settings(smtp_port), nid)  # nothing listens: the task will retry
-    for later_s in (61, 120, RETRY_WAIT_S - 5):
-        with transaction(factory) as session:
-            assert due_for_relay(session, utcnow() + timedelta(seconds=later_s)) == []
-    with transaction(factory) as session:  # that retry was lost: the relay steps in, once
-        assert due_for_relay(session, utcnow() + timedelta(seconds=RETRY_WAIT_S + 5)) == [nid]
+    assert send(factory, _settings(smtp_port), nid) == "pending"  # nothing listens
+    with transaction(factory) as session:
+        assert due_for_relay(session, utcnow()) == [], "still within its wait"
+    later = utcnow() + timedelta(seconds=PROBE_EVERY_S + 1)
+    with transaction(factory) as session:
+        assert due_for_relay(session, later) == [nid]
+    with transaction(factory) as session:
+        assert due_for_relay(session, later + timedelta(seconds=10)) == [], "leased: once"
