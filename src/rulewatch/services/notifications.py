@@ -99,8 +99,10 @@ def first_ahead(session: Session, ids: Sequence[int]) -> int | None:
     stream (channel, rule and recipients), so a rule's FIRING reaches a recipient before its
     RESOLVED.
 
-    The rows found are locked until commit: a sender about to mark one of them sent waits for
-    this transaction, then finds the rows it held back marked waiting, and releases them.
+    The rows found are then locked by id, re-checked as they are now: a sender about to mark
+    one of them sent waits for this transaction, then finds the rows it held back marked
+    waiting, and releases them. (Locking them in the join itself would lock the rows of a
+    whole index range on MySQL, and two claims would deadlock.)
     """
     mine, earlier = aliased(Notification), aliased(Notification)
     same_stream = and_(
@@ -109,13 +111,20 @@ def first_ahead(session: Session, ids: Sequence[int]) -> int | None:
         cast(earlier.recipients, Text) == cast(mine.recipients, Text),
         earlier.id < mine.id,
     )
-    query = (
+    found = (
         select(earlier.id)
         .join(mine, same_stream)
         .where(mine.id.in_(ids), earlier.id.not_in(ids), earlier.status.in_(UNSENT))
-        .order_by(earlier.id)
     )
-    return next(iter(session.scalars(lock_for_update(query, session))), None)
+    ahead = list(session.scalars(found.distinct()))
+    if not ahead:
+        return None
+    still = select(Notification.id).where(
+        Notification.id.in_(ahead), Notification.status.in_(UNSENT)
+    )
+    return next(
+        iter(session.scalars(lock_for_update(still.order_by(Notification.id), session))), None
+    )
 
 
 def _hold(session: Session, ids: Sequence[int], reason: str, until: datetime) -> None:
@@ -299,10 +308,13 @@ def give_up_undelivered(session: Session, now: datetime) -> int:
         & (Notification.created_at < now - timedelta(seconds=GIVE_UP_AFTER_S))
         & or_(Notification.claimed_until.is_(None), Notification.claimed_until < now)
     )
+    ids = list(session.scalars(select(Notification.id).where(too_old).limit(500)))
+    if not ids:  # the common case; and rows are then updated by id, locking only them
+        return 0
     why = literal(f"not delivered within {GIVE_UP_AFTER_S // 3600} h; last error: ", Text)
     result = session.execute(
         update(Notification)
-        .where(too_old)
+        .where(Notification.id.in_(ids), too_old)
         .values(status="failed", claimed_until=None, claim_token=None,
                 last_error=why + func.coalesce(Notification.last_error, "none"))
         .execution_options(synchronize_session=False)
