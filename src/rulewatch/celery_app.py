@@ -69,6 +69,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "worker_enable_remote_control": not settings.embedded_broker,
         "worker_send_task_events": False,
+        # Celery's PersistentScheduler, with one log line per broker outage, not one per tick
+        "beat_scheduler": "rulewatch.beat_scheduler:QuietScheduler",
         "beat_schedule": {
             "verify-all-rules": {
                 "task": "rulewatch.verify_all_rules",
