@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 Ts = TypeVarTuple("Ts")
+CONNECT_TIMEOUT_S = 5
 M = TypeVar("M")
 
 
@@ -24,7 +25,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_pre_ping", True)  # a connection the server dropped is replaced
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        # a server that does not answer (a host down, packets dropped) fails a request in
+        # seconds, as a 503, instead of holding it for the system's TCP timeout (minutes)
+        kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_S})
     return create_engine(url, **kwargs)
 
 

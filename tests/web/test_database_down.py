@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -15,6 +17,7 @@ from flask.testing import FlaskClient
 
 from rulewatch import create_app
 from rulewatch.config import Settings
+from rulewatch.db import CONNECT_TIMEOUT_S
 from tests.auth import PASSWORD, add_user, sign_in_test_clients
 from tests.tcp_cut import CuttableRelay, relay
 from tests.web.page_forms import csrf_token
@@ -132,3 +135,19 @@ def test_its_first_requests_succeed_once_the_database_is_back(
     assert script.get("/healthz").get_json() == {"status": "ok", "database": "ok"}
     back = [r.getMessage() for r in caplog.records if "is back" in r.getMessage()]
     assert len(back) == 1 and down_app.label in back[0]
+
+
+def test_a_database_that_never_answers_gets_a_503_within_the_connect_timeout(
+    settings: Settings,
+) -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/rulewatch"
+        app = create_app(replace(settings, database_url=url))
+        started = time.monotonic()
+        answer = app.test_client().get("/healthz")
+        waited_s = time.monotonic() - started
+    assert answer.status_code == 503 and answer.get_json()["database"] == "unavailable"
+    assert waited_s < CONNECT_TIMEOUT_S + 5  # not the system's TCP timeout (minutes)
