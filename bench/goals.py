@@ -55,6 +55,19 @@ def _verify_now_up(v: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     return [(what, "<= 300 ms", f"{ms['p50']:.0f} ms", ms["p50"] <= 300)]
 
 
+def _slow_targets(s: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    late, ticks = s["fast_lateness_s"], s["tick_gap_s"]
+    beside = (f"{s['fast_rules']:,} rules at {s['interval_s']} s beside {s['slow_rules']} whose "
+              f"target never answers (timeout_s {s['slow_timeout_s']}), one worker")  # fmt: skip
+    return [
+        (f"{beside}: fast rules' lateness p99", "<= 2 s", f"{late['p99']} s", late["p99"] <= 2),
+        (f"{beside}: fast rules' due times never verified", "0",
+         f"{s['fast_missed_due_times']}", s["fast_missed_due_times"] == 0),
+        (f"{beside}: largest gap between verify_all_rules ticks (tick 1 s)", "<= 2 s",
+         f"{ticks['max']} s", ticks["max"] <= 2),
+    ]  # fmt: skip
+
+
 def _report(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     p95 = r["full_ms"]["p95"]
     what = f"{r['window']} report at {r['rules']:,} rules (compute + render, p95)"
@@ -108,6 +121,7 @@ GOALS: dict[str, Callable[[dict[str, Any]], list[tuple[str, str, str, bool]]]] =
     "throughput_baseline": _baseline,
     "scale": _scale,
     "verify_now_up": _verify_now_up,
+    "slow_targets": _slow_targets,
     "report": _report,
     "api": _api,
     "storage": _storage,

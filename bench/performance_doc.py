@@ -40,6 +40,14 @@ NOTES = """
   filesystem broker, one worker consuming every queue, beat, the web server), no other
   settings. Rules spread over their interval keep the worker busy; every 2 s a client posts
   `/api/v1/rules/1/verify` and polls `/api/v1/tasks/<id>` every 20 ms until it succeeds.
+- **slow_targets**: issue #12 item 2. 1,000 http rules at 10 s against nginx (each its own
+  URL) and 20 against a port that accepts connections and never answers (`timeout_s` 60),
+  spread over their interval by `first_due`; one `rulewatch worker` of the default
+  concurrency (4) consuming every queue, scheduler included, and beat ticking every second,
+  on Redis and PostgreSQL, 150 s after a 15 s warm-up. Lateness is `started_at -
+  scheduled_for` of the fast rules' runs due before the last 5 s; a missed due time is a
+  point of a fast rule's grid in that window with no verification; tick gaps are between the
+  `verify_all_rules` tasks the worker received (its log).
 - **report**: `get_stable_rates_html` work (one grouped statement over hourly and daily
   rollups, then Jinja2) at 10,000 rules with 30 days of synthetic rollups, "now" fixed at
   12:30 UTC, the costliest time of day for the bucket plan.

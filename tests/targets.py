@@ -12,6 +12,12 @@ from typing import Any
 HOLD_LIMIT_S = 30  # a held request is answered anyway after this, so no test hangs for ever
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a batch connecting at once overflows it, and
+    # the connections dropped wait for the client's SYN retry, a second or more
+    request_queue_size = 1024
+
+
 class Target:
     """Serves GET /health with the status and JSON body the test sets.
 
@@ -45,7 +51,7 @@ class Target:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

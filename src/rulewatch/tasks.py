@@ -13,6 +13,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_shutdown
 from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -21,6 +22,7 @@ from rulewatch import dispatch
 from rulewatch.db import transaction
 from rulewatch.models import utcnow
 from rulewatch.outage import database_unavailable
+from rulewatch.probes.loop import close_probe_loop
 from rulewatch.runtime import Runtime
 from rulewatch.services import notifications
 from rulewatch.services.reports import render_stability_html
@@ -76,19 +78,30 @@ def verify(
     rt = runtime()
     job = Job(rule_id, verification_id or str(uuid.uuid4()), _parse_time(due), tick)
     with claims_held(self, rt, [job]):
-        return verify_one(rt.factory, job, rt.probe_context(), alerting(rt))
+        return verify_one(rt.factory, job, rt.probe_context(), alerting(rt), leave_slow=True)
 
 
 @_verify_task("rulewatch.verify_batch")
 def verify_batch(
     self: Task[Any, Any], items: Sequence[Sequence[Any]], tick: str | None = None
 ) -> list[dict[str, Any]]:
-    """Verify a chunk of rules concurrently and record them in one transaction."""
+    """Verify a chunk of rules concurrently, recorded in short flushes as targets answer; slow
+    checks are left running in the background (recorded as they end, ``pending`` here), so
+    the task returns once the rest is recorded."""
     rt = runtime()
     jobs = [Job(int(r), str(v), _parse_time(d), tick) for r, v, d in items]
     with claims_held(self, rt, jobs):
-        results = verify_jobs(rt.factory, jobs, rt.probe_context(), alerting(rt))
-    return [{"id": r["id"], "rule_id": r["rule_id"], "status": r["status"]} for r in results]
+        results = verify_jobs(rt.factory, jobs, rt.probe_context(), alerting(rt), leave_slow=True)
+    # the batch's end for its tick (what a latch of the tick's grouped alerts can count): all
+    # but the left checks are recorded, and those alert on their own as they are recorded
+    return [{k: r[k] for k in ("id", "rule_id", "status", "pending") if k in r} for r in results]
+
+
+@worker_process_shutdown.connect
+def _give_up_left_checks(**_: Any) -> None:
+    """A pool process that ends (warm shutdown) gives back the claims of checks its batches
+    left running, so the next tick dispatches them again: a forked child runs no atexit."""
+    close_probe_loop()
 
 
 @contextmanager

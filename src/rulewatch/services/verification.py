@@ -3,6 +3,7 @@ in short set-based flushes as the targets answer."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -20,16 +21,23 @@ from rulewatch.domain.observation import Observation
 from rulewatch.domain.schedule import Schedule, lateness_s, next_due
 from rulewatch.models import Rule, Verification, utcnow
 from rulewatch.probes import ProbeContext
-from rulewatch.probes.runner import ProbeCall, Seen, probe_all, probe_in_flushes
+from rulewatch.probes.runner import Leave, ProbeCall, Seen, probe_all, probe_in_flushes
 from rulewatch.schemas import validate_rule
 from rulewatch.services.alerts import Outcome, record_alerts
 from rulewatch.services.gaps import LateRun, record_gaps
 from rulewatch.services.maintenance import maintenance_of
 from rulewatch.services.rollups import Sample, add_samples
-from rulewatch.services.scheduling import timeout_s_of, verification_id_for
+from rulewatch.services.scheduling import (
+    SOFT_LIMIT_AFTER_TIMEOUT_S,
+    give_back,
+    timeout_s_of,
+    verification_id_for,
+)
 from rulewatch.shapes import DraftVerification, answer
 
 HISTORY_SIZE = 10
+PENDING = "still probing after its batch returned: recorded when the target answers or times out"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,17 +99,58 @@ def verify_jobs(
     jobs: Sequence[Job],
     ctx: ProbeContext,
     alerting: Alerting | None = None,
+    leave_slow: bool = False,
 ) -> list[dict[str, Any]]:
     """Verify a batch of rules: probes run concurrently, and results are written set-based in
-    short flushes as they come, so a target that never answers delays only its own rule."""
+    short flushes as they come, so a target that never answers delays only its own rule.
+
+    With ``leave_slow``, scheduled runs still probing after about a second are left to run in
+    the background and recorded as they end, under the claims their task holds; their results
+    here say ``pending``. A manual run always waits for its result.
+    """
     with factory() as session:
         ready, results = _prepare_all(session, jobs)
     if ready:
         calls = [item.check.call for item in ready]
-        probe_in_flushes(
-            calls, ctx, lambda seen: results.update(_record(factory, ready, seen, alerting))
-        )
+        leave = _leave(factory, ready) if leave_slow else None
+        left = probe_in_flushes(
+            calls, ctx, lambda seen: results.update(_record(factory, ready, seen, alerting)),
+            leave=leave,
+        )  # fmt: skip
+        _note_left(results, [ready[index].job for index in left])
     return [results[job.verification_id] for job in jobs]
+
+
+def _leave(factory: sessionmaker[Session], ready: Sequence[_Prepared]) -> Leave | None:
+    """How scheduled runs may leave their slow probes behind: bounded as Celery's soft time
+    limit would have bounded their task, then their claims are given back."""
+    if any(item.job.due is None for item in ready):
+        return None
+    timeout_s = max(timeout_s_of(item.check.call.target) for item in ready)
+    jobs = [item.job for item in ready]
+    return Leave(
+        timeout_s + SOFT_LIMIT_AFTER_TIMEOUT_S,
+        lambda indexes: _give_back_left(factory, [jobs[index] for index in indexes]),
+    )
+
+
+def _note_left(results: dict[str, dict[str, Any]], left: Sequence[Job]) -> None:
+    """Answer ``pending`` for the runs left probing (unless one was recorded meanwhile)."""
+    for job in left:
+        results.setdefault(job.verification_id, _pending(job))
+    if left:
+        log.info(
+            "a batch returned with %d slow checks still running (rules %s): recorded as they end",
+            len(left), ", ".join(str(job.rule_id) for job in left[:20]),
+        )  # fmt: skip
+
+
+def _give_back_left(factory: sessionmaker[Session], jobs: Sequence[Job]) -> None:
+    """Runs left probing that will not be recorded (past their limit, a failed write, the
+    process ending): their claims go back, so the next tick dispatches them again."""
+    with transaction(factory) as session:
+        given = give_back(session, jobs, utcnow())
+    log.warning("gave back %d claims of checks left running that will not be recorded", given)
 
 
 def verify_draft(spec: Mapping[str, Any], ctx: ProbeContext) -> dict[str, Any]:
@@ -116,10 +165,14 @@ def verify_draft(spec: Mapping[str, Any], ctx: ProbeContext) -> dict[str, Any]:
 
 
 def verify_one(
-    factory: sessionmaker[Session], job: Job, ctx: ProbeContext, alerting: Alerting | None = None
+    factory: sessionmaker[Session],
+    job: Job,
+    ctx: ProbeContext,
+    alerting: Alerting | None = None,
+    leave_slow: bool = False,
 ) -> dict[str, Any]:
     """Verify one rule: probe it, evaluate its conditions, and record the verification."""
-    return verify_jobs(factory, [job], ctx, alerting)[0]
+    return verify_jobs(factory, [job], ctx, alerting, leave_slow)[0]
 
 
 def _prepare_all(
@@ -340,6 +393,10 @@ def _sample(v: Mapping[str, Any]) -> Sample:
 
 def _skipped(job: Job, reason: str) -> dict[str, Any]:
     return {"id": job.verification_id, "rule_id": job.rule_id, "status": None, "skipped": reason}
+
+
+def _pending(job: Job) -> dict[str, Any]:
+    return {"id": job.verification_id, "rule_id": job.rule_id, "status": None, "pending": PENDING}
 
 
 def verification_to_dict(
