@@ -53,7 +53,7 @@ def reason(exc: BaseException) -> str:
 
 class OutageLog:
     """Logs, for one process, that its database became unavailable (once, at the first error)
-    and that it is back (once, at the first new connection after that)."""
+    and that it is back (once, at the first connection handed out after that)."""
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -62,7 +62,7 @@ class OutageLog:
 
     @property
     def down(self) -> bool:
-        """True from a failure until a new connection succeeds."""
+        """True from a failure until a connection is handed out again."""
         return self._down_since is not None
 
     def failed(self, exc: BaseException) -> None:
@@ -74,7 +74,7 @@ class OutageLog:
         log.warning("database %s is unavailable (%s); waiting for it", self.label, reason(exc))
 
     def connected(self) -> None:
-        """A new connection to the database succeeded."""
+        """A connection to the database was handed out: it answers."""
         if self._down_since is None:  # the usual case, without the lock
             return
         with self._lock:
@@ -84,5 +84,6 @@ class OutageLog:
         log.warning("database %s is back (unavailable for %.1f s here)", self.label, down_s)
 
     def watch(self, engine: Engine) -> None:
-        """Call ``connected`` for each new connection ``engine`` makes."""
-        event.listen(engine, "connect", lambda _conn, _record: self.connected())
+        """Call ``connected`` whenever ``engine``'s pool hands out a connection (after its
+        pre-ping, so one the server dropped does not count)."""
+        event.listen(engine, "checkout", lambda _conn, _record, _proxy: self.connected())
