@@ -48,7 +48,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport": EMBEDDED_TRANSPORT if settings.embedded_broker else None,
         "result_backend": settings.result_backend,
         "broker_transport_options": _transport_options(settings),
+        # a broker away (at start or later) is waited for, never a reason to exit: retry
+        # connecting for ever (Celery's default gives up after 100 tries)
         "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,
+        "broker_channel_error_retry": True,
         "task_queues": [_queue(name) for name in QUEUES],
         "task_default_queue": "checks",
         "task_routes": ROUTES,

@@ -60,7 +60,7 @@ class Settings:
     tick_s: float = 1.0
     chunk_size: int = 500
     claim_batch: int = 1000
-    claim_ttl_s: float = 300.0
+    claim_ttl_s: float = 60.0
     retention_days: int = 14
     keep_per_rule: int = 500
     hourly_retention_days: int = 90
@@ -107,7 +107,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tick_s=_number(env, "RULEWATCH_TICK_S", 1.0, minimum=0.2),
         chunk_size=int(_number(env, "RULEWATCH_CHUNK_SIZE", 500, minimum=1)),
         claim_batch=int(_number(env, "RULEWATCH_CLAIM_BATCH", 1000, minimum=1)),
-        claim_ttl_s=_number(env, "RULEWATCH_CLAIM_TTL_S", 300.0, minimum=1),
+        claim_ttl_s=_number(env, "RULEWATCH_CLAIM_TTL_S", 60.0, minimum=1),
         retention_days=int(_number(env, "RULEWATCH_RETENTION_DAYS", 14, minimum=1)),
         hourly_retention_days=int(_number(env, "RULEWATCH_HOURLY_RETENTION_DAYS", 90, minimum=31)),
         daily_retention_days=int(_number(env, "RULEWATCH_DAILY_RETENTION_DAYS", 730, minimum=366)),

@@ -11,6 +11,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from celery import Celery, Signature, chain, group, signature
@@ -87,11 +88,21 @@ def verify_every_rule() -> str:
     return str(signature("rulewatch.verify_all_rules", kwargs={"force": True}).apply_async().id)
 
 
-def claimed_runs(settings: Settings, claims: Sequence[Claim], tick: str | None = None) -> None:
-    """Send a tick's claimed runs as one group: single `verify` tasks, or `verify_batch` chunks."""
-    normal = priority(settings, urgent=False)
+def claimed_runs(
+    settings: Settings, claims: Sequence[Claim], tick: str | None = None,
+    expires: datetime | None = None,
+) -> None:  # fmt: skip
+    """Send a tick's claimed runs as one group: single `verify` tasks, or `verify_batch` chunks.
+
+    ``expires`` is when their claims expire: a message that has not started by then is
+    discarded by the worker that receives it, at the moment the next tick may dispatch its
+    runs again, so a message that waited out its claim never runs beside its re-dispatch.
+    """
+    options: dict[str, Any] = {"priority": priority(settings, urgent=False)}
+    if expires is not None:
+        options["expires"] = expires
     chunks = _chunks(claims, settings.chunk_size)
-    group(_claimed_chunk(chunk, tick).set(priority=normal) for chunk in chunks).apply_async()
+    group(_claimed_chunk(chunk, tick).set(**options) for chunk in chunks).apply_async()
 
 
 def _claimed_chunk(chunk: Sequence[Claim], tick: str | None) -> Signature[Any]:

@@ -8,7 +8,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from celery import Task, shared_task
@@ -177,22 +177,22 @@ def verify_all_rules(force: bool = False) -> dict[str, int]:
 def _tick(rt: Runtime) -> dict[str, int]:
     dispatched, tick = 0, str(uuid.uuid4())  # the tick's alerts are emailed together
     while True:
+        now = utcnow()
         with transaction(rt.factory) as session:
-            claims = claim_due_rules(
-                session, utcnow(), rt.settings.claim_batch, rt.settings.claim_ttl_s
-            )
+            claims = claim_due_rules(session, now, rt.settings.claim_batch, rt.settings.claim_ttl_s)
         if claims:
-            _dispatch_claimed(rt, claims, tick)
+            _dispatch_claimed(rt, claims, tick, now + timedelta(seconds=rt.settings.claim_ttl_s))
         dispatched += len(claims)
         if len(claims) < rt.settings.claim_batch:
             return {"dispatched": dispatched, "notifications_relayed": _relay_outbox(rt)}
 
 
-def _dispatch_claimed(rt: Runtime, claims: Sequence[Claim], tick: str) -> None:
-    """Queue the claimed runs; if the broker refuses them, give their claims back so the
-    next tick tries again instead of waiting for the claims to expire."""
+def _dispatch_claimed(rt: Runtime, claims: Sequence[Claim], tick: str, expires: datetime) -> None:
+    """Queue the claimed runs, their messages expiring with their claims; if the broker
+    refuses them, give their claims back so the next tick tries again instead of waiting for
+    the claims to expire."""
     try:
-        dispatch.claimed_runs(rt.settings, claims, tick)
+        dispatch.claimed_runs(rt.settings, claims, tick, expires)
     except Exception:
         jobs = [Job(c.rule_id, c.verification_id, c.due) for c in claims]
         _give_back(rt, jobs, "a tick whose runs could not be queued")

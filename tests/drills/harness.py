@@ -180,7 +180,7 @@ class Drill:
             if process.poll() is not None:
                 break
             if kind == "web":
-                if self._healthz() is not None:
+                if self.healthz() is not None:
                     return utcnow()
             else:
                 found = READY[kind].search(log.read_text(errors="replace"))
@@ -206,6 +206,10 @@ class Drill:
             os.killpg(process.pid, sig)
         process.wait(30)
 
+    def signal(self, role: str, sig: int) -> None:
+        """Send ``sig`` (SIGSTOP, SIGCONT ...) to ``role``'s whole process group."""
+        os.killpg(self.processes[role].pid, sig)
+
     def alive(self) -> dict[str, int | None]:
         """Each role's exit code, None while it runs."""
         return {role: p.poll() for role, p in self.processes.items()}
@@ -226,7 +230,8 @@ class Drill:
             bind = self._factory.kw["bind"]
             bind.dispose()
 
-    def _healthz(self) -> int | None:
+    def healthz(self) -> int | None:
+        """The status web's /healthz answers with (None: no answer)."""
         try:
             url = f"http://127.0.0.1:{self.web_port}/healthz"
             with urllib.request.urlopen(url, timeout=2) as answer:
@@ -396,3 +401,22 @@ def _line_time(text: str, offset: int) -> datetime:
         return utcnow()
     local = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f")
     return local.astimezone(UTC)  # Celery writes local time
+
+
+QUIET_AFTER_S = 3.0
+LOUD = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): (WARNING|ERROR|CRITICAL)/", re.M)
+
+
+def assert_quiet_since(drill: Drill, recovered: datetime) -> None:
+    """No warning or error written more than QUIET_AFTER_S after the recovery: nothing
+    keeps complaining once the service is back."""
+    since = recovered + timedelta(seconds=QUIET_AFTER_S)
+    loud = []
+    for role in drill.processes:
+        text = drill.log_text(role)
+        for found in LOUD.finditer(text):
+            written = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)
+            if written > since:
+                line = text[found.start() : text.find("\n", found.start())]
+                loud.append(f"{role}: {line}")
+    assert not loud, "\n".join(loud[:20])

@@ -1,0 +1,56 @@
+"""Drill (issue #12, item 5): PostgreSQL stopped (as a crash) and started again.
+
+Real processes (web, scheduler, a worker, beat) on a private Redis and a private PostgreSQL
+cluster, stopped with `pg_ctl -m immediate` for DOWN_S and started again. Every process stays
+up (web's /healthz answers 503 while the database is away, 200 after), verification resumes
+within 30 s of the database's return, no due time twice, none replayed, and the logs go
+quiet again. The issue asks for 60 s; the drill stops it for 30 s by default, which is past
+the point (19 s) where a batch's retries used to give up; `RULEWATCH_DRILL_DB_DOWN_S=60` runs
+the full length (docs/reliability.md gives both).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.drills.harness import Drill, assert_quiet_since, assert_sound
+from tests.drills.services import PostgresCluster, RedisServer
+from tests.integration.processes import wait_for
+from tests.targets import Target
+
+RULES = 6
+BEFORE_S = 8
+DOWN_S = float(os.environ.get("RULEWATCH_DRILL_DB_DOWN_S", "30"))
+AFTER_S = 10
+RECOVERY_S = 30.0
+
+
+def test_postgresql_stopped_and_started_again(
+    private_redis: RedisServer, private_postgres: tuple[PostgresCluster, str],
+    drill_folder: Path, stacks: list[Drill], record_property: Any,
+) -> None:  # fmt: skip
+    cluster, database_url = private_postgres
+    drill = Drill("postgresql-stopped", drill_folder, database_url, private_redis.url,
+                  private_redis.url)  # fmt: skip
+    stacks.append(drill)
+    drill.start_stack()
+    with Target() as target:
+        drill.add_rules(target.url, RULES)
+        time.sleep(BEFORE_S)  # the drill's length before the outage: rules run meanwhile
+        outage = drill.down("postgresql")
+        cluster.stop()
+        wait_for(lambda: drill.healthz() == 503, 15, "/healthz to answer 503", drill.logs["web"])
+        time.sleep(DOWN_S)  # the outage's length
+        cluster.start()
+        drill.up(outage)
+        recovered = drill.wait_verified_after(outage.up or outage.down, RECOVERY_S + 30)
+        assert drill.healthz() == 200
+        time.sleep(AFTER_S)
+        figures = drill.figures()
+    drill.report(figures, record_property)
+    assert drill.alive() == dict.fromkeys(drill.processes), drill.alive()
+    assert_sound(figures, RECOVERY_S)
+    assert_quiet_since(drill, recovered)
