@@ -136,7 +136,7 @@ def retry_wait_s(tries: int) -> float:
 
 
 def retries_worth_it(claim_ttl_s: float) -> int:
-    """How many times a verify task retries: about ``claim_ttl_s`` of tries (5 minutes by
+    """How many times a verify task retries: about ``claim_ttl_s`` of tries (a minute by
     default). By then its runs' claims have expired (a claim is taken at dispatch, for
     ``claim_ttl_s``; or held from the task's start for timeout_s + 20 s), so the next tick
     dispatches the runs again whether or not the give-back could be written."""
