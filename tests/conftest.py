@@ -277,3 +277,21 @@ def app(settings: Settings) -> Iterator[Flask]:
     sign_in_test_clients(app)
     yield app
     app.extensions["rulewatch"].engine.dispose()  # closes its pool before the database goes
+
+
+_DRILLS: list[str] = []  # figures of the drills (tests/drills), printed at the end of the run
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep each drill's figures (a user property, so it also comes back from xdist workers;
+    here, in the top conftest, because the xdist controller loads no other)."""
+    if report.when == "call":
+        _DRILLS.extend(str(value) for name, value in report.user_properties if name == "drill")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print every drill's figures at the end of the run."""
+    if _DRILLS:
+        terminalreporter.section("drills")
+        for line in _DRILLS:
+            terminalreporter.write_line(line)

@@ -17,8 +17,6 @@ from rulewatch.migrate import upgrade
 from tests.drills.harness import Drill
 from tests.drills.services import PostgresCluster, RabbitNode, RedisServer, running
 
-_SUMMARY: list[str] = []
-
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
@@ -65,17 +63,3 @@ def stacks() -> Iterator[list[Drill]]:
     yield made
     for drill in made:
         drill.stop_all()
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Keep each drill's figures (a user property, so it comes back from xdist workers)."""
-    if report.when == "call":
-        _SUMMARY.extend(str(value) for name, value in report.user_properties if name == "drill")
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print every drill's figures at the end of the run."""
-    if _SUMMARY:
-        terminalreporter.section("drills")
-        for line in _SUMMARY:
-            terminalreporter.write_line(line)

@@ -11,13 +11,14 @@ moves the rule to the next slot after it on the same grid (``domain.schedule.nex
 
 - **expected**: the slots due between the rule's anchor and ``GRACE_S`` before the drill
   ends, except those *excused* by an outage: a slot due from the moment the service went
-  away (``down``) until the rule's first run started after its return was recorded. Those
-  are skipped, not replayed: the first tick after the return runs the rule once, for its
-  oldest unrun due time, and moves it to its next slot after now.
+  away (``down``) until the stack recovered (``up`` + recovery_s, below). Those are skipped,
+  not replayed: the first tick after the return runs the rule once, for its oldest unrun
+  due time, and moves it to its next slot after now.
 - **recorded**: expected slots with a scheduled verification of that due time.
 - **lost** = expected - recorded: a due time outside every outage with no verification.
 - **duplicated**: a (rule, due time) recorded more than once (anywhere in the drill).
-- **replayed**: per rule and outage, runs of excused due times beyond the one catch-up run.
+- **replayed**: runs of a due time that was already past when the rule's previous run
+  started (a missed slot run after a later one: the product skips those).
 - **recovery_s**: per outage, the longest time from the service's return (``up``) until a
   rule's first run started after it was recorded (``started_at + duration``), over the rules.
 
@@ -30,6 +31,7 @@ the table in docs/reliability.md comes from a real run.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -62,6 +64,7 @@ READY = {  # what a process's log says once it serves
 }
 LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): ")
 SECRET_KEY = "drill-secret-key-drill-secret-key-drill-secret-key"
+ALERT = {"emails": ["oncall@example.com"], "failure_threshold": 2, "success_threshold": 2}
 
 
 @dataclass
@@ -246,6 +249,13 @@ class Drill:
         texts = [p.read_text(errors="replace") for p in sorted(self.folder.glob(f"{role}.*.log"))]
         return "\n".join(texts)
 
+    def alerts_to(self, smtp_port: int) -> None:
+        """Send alert emails to the SMTP server on ``smtp_port``, a tick's group waiting
+        1 s (call before starting the processes)."""
+        self.extra_env.update({"RULEWATCH_SMTP_HOST": "127.0.0.1",
+                               "RULEWATCH_SMTP_PORT": str(smtp_port),
+                               "RULEWATCH_ALERT_GROUP_WAIT_S": "1"})  # fmt: skip
+
     # rules
 
     def add_rules(self, url: str, count: int, interval_s: int = INTERVAL_S,
@@ -319,29 +329,33 @@ class Drill:
     # figures
 
     def figures(self, end: datetime | None = None) -> Figures:
-        """Count expected, recorded, lost, duplicated and replayed runs up to ``end``."""
+        """Count expected, recorded, lost, duplicated and replayed runs up to ``end``; the
+        runs themselves are written to runs.json in the drill's folder, to read a failure."""
         end = end or utcnow()
         assert self.began is not None, "no rules were added"
         runs = self.runs()
+        self._keep(runs)
         figures = Figures(self.name, len(self.anchors), self.interval_s,
                           round((end - self.began).total_seconds(), 1))  # fmt: skip
         due_times = Counter((rid, due) for rid, due, _, _ in runs)
         figures.duplicated = sum(n - 1 for n in due_times.values() if n > 1)
+        figures.replayed = _replayed(runs)
+        excused = []
+        for outage in self.outages:
+            assert outage.up is not None
+            figures.outage_s.append(round(outage.seconds, 1))
+            firsts = self._first_runs_after(outage.up)
+            recovered = datetime.max.replace(tzinfo=UTC)
+            if len(firsts) == len(self.anchors):
+                recovered = max(firsts.values())
+                figures.recovery_s.append(round((recovered - outage.up).total_seconds(), 2))
+            excused.append((outage.down, recovered))
         last_counted = end - timedelta(seconds=GRACE_S)
         step = timedelta(seconds=self.interval_s)
-        for outage in self.outages:
-            figures.outage_s.append(round(outage.seconds, 1))
-            assert outage.up is not None
-            firsts = self._first_runs_after(outage.up)
-            if len(firsts) == len(self.anchors):
-                recovery = max(firsts.values()) - outage.up
-                figures.recovery_s.append(round(recovery.total_seconds(), 2))
         for rid, anchor in self.anchors.items():
-            excused = self._excused(rid)
             slot = anchor
             while slot <= last_counted:
-                windows = [w for w in excused if w[0] <= slot < w[1]]
-                if windows:
+                if any(start <= slot < stop for start, stop in excused):
                     figures.skipped += (rid, slot) not in due_times
                 else:
                     figures.expected += 1
@@ -350,21 +364,20 @@ class Drill:
                     elif len(figures.lost_slots) < 10:
                         figures.lost_slots.append(f"rule {rid} due {slot.isoformat()}")
                 slot += step
-            for start, stop in excused:
-                inside = sum(1 for (r, due) in due_times if r == rid and start <= due < stop)
-                figures.replayed += max(0, inside - 1)
         figures.lost = figures.expected - figures.recorded
         return figures
 
-    def _excused(self, rule_id: int) -> list[tuple[datetime, datetime]]:
-        """The rule's excused windows: from each outage's start until its first run started
-        after the return was recorded (until the end of time if it never was)."""
-        windows = []
-        for outage in self.outages:
-            assert outage.up is not None
-            first = self._first_runs_after(outage.up).get(rule_id, datetime.max.replace(tzinfo=UTC))
-            windows.append((outage.down, first))
-        return windows
+    def _keep(self, runs: list[tuple[int, datetime, datetime, datetime]]) -> None:
+        rows = [
+            {"rule": rid, "due": due.isoformat(), "started": started.isoformat(),
+             "recorded": recorded.isoformat()}
+            for rid, due, started, recorded in sorted(runs)
+        ]  # fmt: skip
+        outages = [{"what": o.what, "down": o.down.isoformat(),
+                    "up": o.up.isoformat() if o.up else None} for o in self.outages]  # fmt: skip
+        anchors = {str(rid): anchor.isoformat() for rid, anchor in self.anchors.items()}
+        data = {"anchors": anchors, "outages": outages, "runs": rows}
+        (self.folder / "runs.json").write_text(json.dumps(data, indent=1))
 
     def report(self, figures: Figures, record_property: Any) -> None:
         """Keep the figures: a JSON file in the drill's folder (and appended to
@@ -377,6 +390,20 @@ class Drill:
                 file.write(json.dumps(data) + "\n")
         record_property("drill", figures.summary())
         print(figures.summary())
+
+
+def _replayed(runs: list[tuple[int, datetime, datetime, datetime]]) -> int:
+    """Runs of a due time that was already past when the rule's previous run started: after
+    an outage the product runs a rule once, for its oldest unrun due time, and moves on to the
+    next slot after now; a run of any other missed slot is a replay."""
+    replays = 0
+    by_rule: dict[int, list[tuple[datetime, datetime]]] = {}
+    for rid, due, started, _ in runs:
+        by_rule.setdefault(rid, []).append((due, started))
+    for dues in by_rule.values():
+        dues.sort()
+        replays += sum(1 for (_, before), (due, _) in itertools.pairwise(dues) if due < before)
+    return replays
 
 
 def assert_sound(figures: Figures, recovery_within_s: float) -> None:

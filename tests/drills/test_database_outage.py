@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.drills.harness import Drill, assert_quiet_since, assert_sound
+from tests.drills.harness import ALERT, Drill, assert_quiet_since, assert_sound
 from tests.drills.services import PostgresCluster, RedisServer
 from tests.integration.processes import wait_for
+from tests.smtp_server import Inbox
 from tests.targets import Target
 
 RULES = 6
@@ -30,15 +31,19 @@ RECOVERY_S = 30.0
 
 def test_postgresql_stopped_and_started_again(
     private_redis: RedisServer, private_postgres: tuple[PostgresCluster, str],
-    drill_folder: Path, stacks: list[Drill], record_property: Any,
+    drill_folder: Path, stacks: list[Drill], record_property: Any, inbox: Inbox, smtp_port: int,
 ) -> None:  # fmt: skip
     cluster, database_url = private_postgres
     drill = Drill("postgresql-stopped", drill_folder, database_url, private_redis.url,
                   private_redis.url)  # fmt: skip
     stacks.append(drill)
+    drill.alerts_to(smtp_port)
     drill.start_stack()
-    with Target() as target:
-        drill.add_rules(target.url, RULES)
+    with Target() as target, Target() as broken:
+        broken.status = 500  # one rule fails: one alert before the outage, none after
+        drill.add_rules(target.url, RULES - 1, alert=ALERT)
+        drill.add_rules(broken.url, 1, alert=ALERT)
+        wait_for(lambda: inbox.messages, 30, "the failing rule's alert", drill.logs["worker"])
         time.sleep(BEFORE_S)  # the drill's length before the outage: rules run meanwhile
         outage = drill.down("postgresql")
         cluster.stop()
@@ -50,7 +55,9 @@ def test_postgresql_stopped_and_started_again(
         assert drill.healthz() == 200
         time.sleep(AFTER_S)
         figures = drill.figures()
+    figures.emails_expected, figures.emails_sent = 1, len(inbox.messages)
     drill.report(figures, record_property)
     assert drill.alive() == dict.fromkeys(drill.processes), drill.alive()
     assert_sound(figures, RECOVERY_S)
+    assert [m["Subject"][:8] for m in inbox.messages] == ["[FIRING]"], inbox.messages
     assert_quiet_since(drill, recovered)

@@ -19,9 +19,10 @@ from typing import Any
 
 import redis
 
-from tests.drills.harness import Drill, assert_quiet_since, assert_sound
+from tests.drills.harness import ALERT, Drill, assert_quiet_since, assert_sound
 from tests.drills.services import PostgresCluster, RedisServer
 from tests.integration.processes import wait_for
+from tests.smtp_server import Inbox
 from tests.targets import Target
 
 RULES = 6
@@ -34,15 +35,19 @@ RECOVERY_S = 60.0
 
 def test_redis_killed_and_started_again_empty(
     private_redis: RedisServer, private_postgres: tuple[PostgresCluster, str],
-    drill_folder: Path, stacks: list[Drill], record_property: Any,
+    drill_folder: Path, stacks: list[Drill], record_property: Any, inbox: Inbox, smtp_port: int,
 ) -> None:  # fmt: skip
     _, database_url = private_postgres
     drill = Drill("redis-restarted-empty", drill_folder, database_url, private_redis.url,
                   private_redis.url, {"RULEWATCH_CLAIM_TTL_S": str(CLAIM_TTL_S)})  # fmt: skip
     stacks.append(drill)
+    drill.alerts_to(smtp_port)
     drill.start_stack()
-    with Target() as target:
-        drill.add_rules(target.url, RULES)
+    with Target() as target, Target() as broken:
+        broken.status = 500  # one rule fails: one alert before the outage, none after
+        drill.add_rules(target.url, RULES - 1, alert=ALERT)
+        drill.add_rules(broken.url, 1, alert=ALERT)
+        wait_for(lambda: inbox.messages, 30, "the failing rule's alert", drill.logs["worker"])
         time.sleep(BEFORE_S)  # the drill's length before the outage: rules run meanwhile
         outage = drill.down("redis")  # from the worker's pause on
         drill.signal("worker", signal.SIGSTOP)
@@ -55,9 +60,11 @@ def test_redis_killed_and_started_again_empty(
         recovered = drill.wait_verified_after(outage.up or outage.down, RECOVERY_S + 10)
         time.sleep(AFTER_S)
         figures = drill.figures()
+    figures.emails_expected, figures.emails_sent = 1, len(inbox.messages)
     drill.report(figures, record_property)
     assert drill.alive() == dict.fromkeys(drill.processes), drill.alive()
     assert_sound(figures, RECOVERY_S)
+    assert [m["Subject"][:8] for m in inbox.messages] == ["[FIRING]"], inbox.messages
     assert_quiet_since(drill, recovered)
 
 
