@@ -49,7 +49,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.db import make_engine, make_session_factory, transaction
-from rulewatch.models import Rule, Verification, utcnow
+from rulewatch.models import MonitorGap, Rule, Verification, utcnow
 from rulewatch.services.rules import create_rule
 from tests.integration.processes import free_port, spawn
 from tests.targets import http_rule
@@ -325,6 +325,15 @@ class Drill:
             rows = session.execute(query).all()
         return [(rid, _utc(due), _utc(started), _utc(started) + timedelta(milliseconds=ms))
                 for rid, due, started, ms in rows if due is not None]  # fmt: skip
+
+    def gaps(self) -> dict[int, list[tuple[datetime, datetime]]]:
+        """The monitor gaps recorded per rule: (due time not verified, start of its run)."""
+        query = select(MonitorGap.rule_id, MonitorGap.started_at, MonitorGap.ended_at)
+        found: dict[int, list[tuple[datetime, datetime]]] = {}
+        with self.factory() as session:
+            for rid, start, stop in session.execute(query):
+                found.setdefault(rid, []).append((_utc(start), _utc(stop)))
+        return found
 
     # figures
 
