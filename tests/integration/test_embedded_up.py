@@ -150,7 +150,7 @@ def test_it_restarts_a_worker_killed_mid_check_and_every_rule_is_verified_again(
     tmp_path: Path,
 ) -> None:
     # the tasks the killed worker held are given back to the new one; only rules claimed by a
-    # tick killed before it queued their batch wait for RULEWATCH_CLAIM_TTL_S (300 s by
+    # tick killed before it queued their batch wait for RULEWATCH_CLAIM_TTL_S (60 s by
     # default): 10 s keeps that rare case within the bound too
     up, base, token, log = _up_with_admin(tmp_path, RULEWATCH_CLAIM_TTL_S="10")
     try:
