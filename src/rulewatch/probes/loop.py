@@ -23,9 +23,11 @@ import aiohttp
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-# connections of the session: a full batch beside the most probes a process leaves running
-# (runner.MAX_LEFT_RUNNING), each of which holds one
-CONNECTIONS = 500 + 200
+# probes a process keeps running for batches that returned (each holds a connection and a
+# claim); past it, a batch waits for its slow probes as before
+MAX_LEFT_RUNNING = 200
+# connections of the session: a full batch beside the most probes left running
+CONNECTIONS = 500 + MAX_LEFT_RUNNING
 
 
 class LeftWork(Protocol):

@@ -24,7 +24,7 @@ import aiohttp
 
 from rulewatch.domain.observation import Observation
 from rulewatch.probes import KINDS, ProbeContext, run_probe
-from rulewatch.probes.loop import ProbeLoop, probe_loop
+from rulewatch.probes.loop import MAX_LEFT_RUNNING, ProbeLoop, probe_loop
 
 log = logging.getLogger(__name__)
 MAX_THREADS = 64
@@ -35,9 +35,6 @@ FLUSH_EVERY_S = 0.5
 # answering as usual are recorded by their batch, and one that never answers holds a worker
 # process about a second, not its timeout
 LEAVE_AFTER_S = 1.0
-# probes a process keeps running for batches that returned (each holds a connection and a
-# claim); past it, a batch waits for its slow probes as before
-MAX_LEFT_RUNNING = 200
 BLOCKING_KINDS = frozenset(name for name, kind in KINDS.items() if kind.blocking)
 
 
