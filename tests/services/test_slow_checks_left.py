@@ -113,7 +113,7 @@ def test_it_gives_up_checks_left_running_past_their_limit(loop: ProbeLoop) -> No
     flushed: list[int] = []
     with Target() as slow:
         slow.hold()
-        leave = Leave(limit_s=1.5, give_up=given_up.append, after_s=0.2)
+        leave = Leave(limit_s=1.5, record=_into(flushed), give_up=given_up.append, after_s=0.2)
         left = probe_in_flushes(_held_calls(slow, 2), CTX, _into(flushed), leave=leave)
         _wait_for(lambda: given_up)
     assert left == [0, 1]
@@ -128,7 +128,7 @@ def test_it_waits_for_slow_checks_when_the_process_has_left_too_many_running(
     flushed: list[int] = []
     with Target() as slow:
         slow.delay_s = 1.0  # still running when the batch may leave, 0.2 s in
-        leave = Leave(limit_s=30, give_up=lambda _: None, after_s=0.2)
+        leave = Leave(limit_s=30, record=_into(flushed), give_up=lambda _: None, after_s=0.2)
         left = probe_in_flushes(_held_calls(slow, 2), CTX, _into(flushed), leave=leave)
     assert left == []
     assert sorted(flushed) == [0, 1]
@@ -139,7 +139,7 @@ def test_it_gives_up_what_was_left_running_when_the_process_ends(loop: ProbeLoop
     with Target() as fast, Target() as slow:
         slow.hold()
         calls = [*_held_calls(slow, 1), ProbeCall("http", {"url": fast.url}), *_held_calls(slow, 1)]
-        leave = Leave(limit_s=30, give_up=given_up.append, after_s=0.2)
+        leave = Leave(limit_s=30, record=lambda _: None, give_up=given_up.append, after_s=0.2)
         left = probe_in_flushes(calls, CTX, lambda seen: None, leave=leave)
         loop.close()
     assert left == [0, 2]

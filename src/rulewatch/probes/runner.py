@@ -56,17 +56,19 @@ class Seen:
     observation: Observation
 
 
-Flush = Callable[[list[tuple[int, Seen]]], None]
+Flush = Callable[[list[tuple[int, Seen]]], object]
 
 
 @dataclass(frozen=True)
 class Leave:
     """How a batch may leave its slow probes behind: those still running ``after_s`` after it
-    started go on without it, flushed by the probe loop as they end, until ``limit_s`` after
-    the start; then, or if the process ends first, ``give_up`` gets the indexes of the calls
-    that will not be recorded."""
+    started go on without it, handed to ``record`` by the probe loop as they end, until
+    ``limit_s`` after the start; then, or if the process ends first, ``give_up`` gets the
+    indexes of the calls that will not be recorded. (``record`` is the caller's flush minus
+    what only the caller reads, so a left batch keeps no more than it needs.)"""
 
     limit_s: float
+    record: Flush
     give_up: Callable[[list[int]], None]
     after_s: float = LEAVE_AFTER_S
 
@@ -98,7 +100,7 @@ def probe_in_flushes(
             batch.flush_with(flush)
             if finished:
                 break
-            if leave and _left_running(loop, batch, probing, flush, leave, every_s):
+            if leave and _left_running(loop, batch, probing, leave, every_s):
                 return batch.unrecorded()
     except BaseException:
         probing.cancel()  # a flush that failed (or a time limit) leaves nothing probing
@@ -164,7 +166,6 @@ def _left_running(
     loop: ProbeLoop,
     batch: _Batch,
     probing: concurrent.futures.Future[None],
-    flush: Flush,
     leave: Leave,
     every_s: float,
 ) -> bool:
@@ -173,7 +174,7 @@ def _left_running(
     if batch.age_s < leave.after_s:
         return False
     batch.leave = leave
-    keep_on = _record_left(loop, batch, probing, flush, every_s)
+    keep_on = _record_left(loop, batch, probing, leave.record, every_s)
     return loop.leave(batch, MAX_LEFT_RUNNING, keep_on)
 
 

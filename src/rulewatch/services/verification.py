@@ -112,7 +112,7 @@ def verify_jobs(
         ready, results = _prepare_all(session, jobs)
     if ready:
         calls = [item.check.call for item in ready]
-        leave = _leave(factory, ready) if leave_slow else None
+        leave = _leave(factory, ready, alerting) if leave_slow else None
         left = probe_in_flushes(
             calls, ctx, lambda seen: results.update(_record(factory, ready, seen, alerting)),
             leave=leave,
@@ -121,15 +121,18 @@ def verify_jobs(
     return [results[job.verification_id] for job in jobs]
 
 
-def _leave(factory: sessionmaker[Session], ready: Sequence[_Prepared]) -> Leave | None:
-    """How scheduled runs may leave their slow probes behind: bounded as Celery's soft time
-    limit would have bounded their task, then their claims are given back."""
+def _leave(
+    factory: sessionmaker[Session], ready: Sequence[_Prepared], alerting: Alerting | None
+) -> Leave | None:
+    """How scheduled runs may leave their slow probes behind: recorded as they end, bounded
+    as Celery's soft time limit would have bounded their task, then their claims given back."""
     if any(item.job.due is None for item in ready):
         return None
     timeout_s = max(timeout_s_of(item.check.call.target) for item in ready)
     jobs = [item.job for item in ready]
     return Leave(
         timeout_s + SOFT_LIMIT_AFTER_TIMEOUT_S,
+        lambda seen: _record(factory, ready, seen, alerting),
         lambda indexes: _give_back_left(factory, [jobs[index] for index in indexes]),
     )
 
