@@ -8,7 +8,8 @@ SMTP server (aiosmtpd) that the test stops and starts on the same port.
   the order they were raised, within 30 s of the server's return, and each row's `attempts`
   is the number of tries the workers made (each try that did not go logs the rows it held).
 
-Set RULEWATCH_TEST_SMTP_OUTAGE_S to stretch the outage (15 s by default, to keep CI short).
+Set RULEWATCH_TEST_SMTP_OUTAGE_S to stretch the outage (15 s by default, to keep CI short;
+past about 250 s, raise pytest's timeout too: -o timeout=900).
 """
 
 from __future__ import annotations
