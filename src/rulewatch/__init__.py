@@ -14,7 +14,6 @@ __version__ = "0.1.0"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app and its Celery app from ``settings`` (default: the environment)."""
-    from functools import partial
 
     from flask import Flask
 
@@ -33,8 +32,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["SECRET_KEY"] = secret_key(settings)  # signs session cookies
     if settings.secret_key_previous:  # cookies signed before a key rotation stay valid
         app.config["SECRET_KEY_FALLBACKS"] = [settings.secret_key_previous]
-    outbox = partial(send_outbox_at_commit, settings=settings)  # every caller's commits send
-    app.extensions["rulewatch"] = Runtime(settings, on_new_factory=outbox)
+    # every caller's commits send their outbox rows
+    app.extensions["rulewatch"] = Runtime(settings, on_new_factory=send_outbox_at_commit)
     celery_init_app(app, settings)
     init_web(app)
     return app

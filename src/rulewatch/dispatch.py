@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from celery import Celery, Signature, chain, group, signature
 from celery.result import AsyncResult
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.celery_app import MAX_PRIORITY
@@ -24,6 +25,7 @@ from rulewatch.db import after_commit_of_new
 from rulewatch.models import Notification
 from rulewatch.runtime import Runtime
 from rulewatch.schemas import RuleSpec
+from rulewatch.services import alert_latch
 from rulewatch.services.rules import get_rule
 from rulewatch.services.scheduling import (
     HARD_LIMIT_AFTER_TIMEOUT_S,
@@ -88,6 +90,11 @@ def verify_every_rule() -> str:
     return str(signature("rulewatch.verify_all_rules", kwargs={"force": True}).apply_async().id)
 
 
+def claimed_chunks(settings: Settings, claims: Sequence[Claim]) -> list[Sequence[Claim]]:
+    """The chunks `claimed_runs` sends ``claims`` in, one task each."""
+    return _chunks(claims, settings.chunk_size)
+
+
 def claimed_runs(
     settings: Settings, claims: Sequence[Claim], tick: str | None = None,
     expires: datetime | None = None,
@@ -101,7 +108,7 @@ def claimed_runs(
     options: dict[str, Any] = {"priority": priority(settings, urgent=False)}
     if expires is not None:
         options["expires"] = expires
-    chunks = _chunks(claims, settings.chunk_size)
+    chunks = claimed_chunks(settings, claims)
     group(_claimed_chunk(chunk, tick).set(**options) for chunk in chunks).apply_async()
 
 
@@ -144,27 +151,38 @@ def digest(emails: Sequence[str], window: str) -> str:
     return str(steps.apply_async().id)
 
 
-def send_outbox_at_commit(factory: sessionmaker[Session], settings: Settings) -> None:
+def send_outbox_at_commit(factory: sessionmaker[Session]) -> None:
     """Make every transaction of ``factory`` that adds outbox rows enqueue them as it commits.
 
     Web, pages, CLI and workers share it through their Runtime, so no caller has to
     remember to send what it wrote.
     """
-    wait_s = settings.alerts.group_wait_s
-    after_commit_of_new(factory, Notification, lambda rows: new_notifications(rows, wait_s))
+    after_commit_of_new(factory, Notification, lambda rows: new_notifications(factory, rows))
 
 
-def new_notifications(rows: Sequence[Notification], group_wait_s: float) -> None:
-    """Enqueue committed outbox rows: a beat tick's grouped alerts wait ``group_wait_s`` so the
-    tick's other batches join their group email; the others go now."""
-    waits = {row.id: send_countdown_s(row, group_wait_s) for row in rows}
-    for wait_s in sorted(set(waits.values())):
-        send_notifications([nid for nid, w in waits.items() if w == wait_s], wait_s)
+def new_notifications(factory: sessionmaker[Session], rows: Sequence[Notification]) -> None:
+    """Enqueue committed outbox rows, one send per group; except the rows of a beat tick
+    whose alert latch is still open: its release sends them, as soon as the tick's last
+    batch reports or the group wait runs out (`services.alert_latch`)."""
+    held = _held_ticks(factory, {row.tick for row in rows if row.tick is not None})
+    firsts: dict[tuple[str, str] | int, Notification] = {}
+    for row in sorted(rows, key=lambda r: r.id):
+        firsts.setdefault(row.id if row.group_key is None else (row.channel, row.group_key), row)
+    now = [row.id for row in firsts.values() if row.tick not in held]
+    if now:
+        send_notifications(now)
 
 
-def send_countdown_s(row: Notification, group_wait_s: float) -> float:
-    """How long a new outbox row waits before its send: rows of a group wait for the group."""
-    return group_wait_s if row.group_key is not None else 0.0
+def _held_ticks(factory: sessionmaker[Session], ticks: set[str]) -> set[str]:
+    """The ``ticks`` whose latch is open; all of them when the database cannot say (the
+    latch's release, or beat's relay of rows nobody sent, sends them then)."""
+    if not ticks:
+        return set()
+    try:
+        return alert_latch.open_ticks(factory, ticks)
+    except SQLAlchemyError as exc:  # the rows are committed: nothing is lost
+        log.warning("could not read the alert latches of ticks %s (%s)", sorted(ticks), exc)
+        return ticks
 
 
 def send_notifications(ids: Sequence[int], countdown_s: float = 0) -> None:

@@ -221,12 +221,30 @@ class Notification(Base):
     claim_token: Mapped[str | None] = mapped_column(String(36), index=True)
     # rows of one channel and key go out as one message (the transport's group_key)
     group_key: Mapped[str | None] = mapped_column(String(400))
+    # the verify_all_rules tick that wrote it: sent when the tick's alert latch releases
+    tick: Mapped[str | None] = mapped_column(String(36), index=True)
     details: Mapped[dict[str, Any] | None]  # what the email says, to list it in a group email
 
     __table_args__ = (
         Index("ix_notifications_status", "status", "claimed_until"),
         Index("ix_notifications_group", "group_key", "status"),
     )
+
+
+class TickLatch(Base):
+    """One party of a beat tick's alert latch: the tick itself (``party`` = ``tick``), or one
+    batch it dispatched (``party`` = the batch's first verification id).
+
+    The tick's grouped alerts are sent once every party has reported; the latch's rows are
+    deleted then (`rulewatch.services.alert_latch`).
+    """
+
+    __tablename__ = "tick_latches"
+
+    tick: Mapped[str] = mapped_column(String(36), primary_key=True)
+    party: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reported_at: Mapped[datetime | None]
 
 
 class Incident(Base):

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.signals import worker_process_shutdown
 from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
@@ -24,7 +24,7 @@ from rulewatch.models import utcnow
 from rulewatch.outage import database_unavailable
 from rulewatch.probes.loop import close_probe_loop
 from rulewatch.runtime import Runtime
-from rulewatch.services import notifications
+from rulewatch.services import alert_latch, notifications
 from rulewatch.services.reports import render_stability_html
 from rulewatch.services.retention import prune_history
 from rulewatch.services.rules import enabled_rule_ids
@@ -77,7 +77,7 @@ def verify(
     """Verify one rule now (manual) or for one claimed due time of a beat tick (scheduled)."""
     rt = runtime()
     job = Job(rule_id, verification_id or str(uuid.uuid4()), _parse_time(due), tick)
-    with claims_held(self, rt, [job]):
+    with counted_down(self, rt, [job]), claims_held(self, rt, [job]):
         return verify_one(rt.factory, job, rt.probe_context(), alerting(rt), leave_slow=True)
 
 
@@ -90,7 +90,7 @@ def verify_batch(
     the task returns once the rest is recorded."""
     rt = runtime()
     jobs = [Job(int(r), str(v), _parse_time(d), tick) for r, v, d in items]
-    with claims_held(self, rt, jobs):
+    with counted_down(self, rt, jobs), claims_held(self, rt, jobs):
         results = verify_jobs(rt.factory, jobs, rt.probe_context(), alerting(rt), leave_slow=True)
     # the batch's end for its tick (what a latch of the tick's grouped alerts can count): all
     # but the left checks are recorded, and those alert on their own as they are recorded
@@ -143,6 +143,35 @@ def retries_worth_it(claim_ttl_s: float) -> int:
     return max(3, math.ceil(claim_ttl_s / VERIFY_RETRY_MAX_WAIT_S))
 
 
+@contextmanager
+def counted_down(task: Task[Any, Any], rt: Runtime, jobs: Sequence[Job]) -> Iterator[None]:
+    """Count a tick's batch down on the tick's alert latch once it is done: recorded, or given
+    up for good; not when it is about to be retried (the retry reports)."""
+    tick = jobs[0].tick if jobs else None
+    if tick is None:  # a manual run: its alerts go at commit
+        yield
+        return
+    party = jobs[0].verification_id  # the tick added the batch to its latch by its first id
+    try:
+        yield
+    except Retry:  # claims_held retries the task: the retry reports
+        raise
+    except Exception:
+        _report(rt, tick, party)
+        raise
+    _report(rt, tick, party)
+
+
+def _report(rt: Runtime, tick: str, party: str) -> None:
+    """Report ``party`` to ``tick``'s alert latch; send the tick's alerts if that released it."""
+    try:
+        release = alert_latch.report(rt.factory, tick, party, utcnow())
+    except INFRA_ERRORS as exc:  # beat's tick releases the latch once the group wait is over
+        log.warning("could not report to the alert latch of tick %s (%s)", tick, exc)
+        return
+    dispatch.send_notifications(release)
+
+
 def _give_back(rt: Runtime, jobs: Sequence[Job], whose: str = "a run that gave up") -> None:
     try:
         with transaction(rt.factory) as session:
@@ -180,11 +209,21 @@ def _tick(rt: Runtime) -> dict[str, int]:
         now = utcnow()
         with transaction(rt.factory) as session:
             claims = claim_due_rules(session, now, rt.settings.claim_batch, rt.settings.claim_ttl_s)
+            # each batch joins the tick's alert latch before it is sent, known by its first id
+            chunks = dispatch.claimed_chunks(rt.settings, claims)
+            batches = [chunk[0].verification_id for chunk in chunks]
+            alert_latch.add_parties(session, tick, batches, first=dispatched == 0)
         if claims:
             _dispatch_claimed(rt, claims, tick, now + timedelta(seconds=rt.settings.claim_ttl_s))
         dispatched += len(claims)
         if len(claims) < rt.settings.claim_batch:
-            return {"dispatched": dispatched, "notifications_relayed": _relay_outbox(rt)}
+            if dispatched:  # no batch joins any more: the tick seals its latch
+                _report(rt, tick, tick)
+            return {
+                "dispatched": dispatched,
+                "notifications_relayed": _relay_outbox(rt),
+                "latches_expired": _expire_latches(rt),
+            }
 
 
 def _dispatch_claimed(rt: Runtime, claims: Sequence[Claim], tick: str, expires: datetime) -> None:
@@ -208,6 +247,13 @@ def _relay_outbox(rt: Runtime) -> int:
     with transaction(rt.factory) as session:
         ids = notifications.due_for_relay(session, utcnow())
     dispatch.send_notifications(ids)  # lost enqueues, dead senders, and probes of a down channel
+    return len(ids)
+
+
+def _expire_latches(rt: Runtime) -> int:
+    """Send the alerts of ticks whose latch a batch held longer than the group wait."""
+    ids = alert_latch.expire(rt.factory, utcnow(), rt.settings.alerts.group_wait_s)
+    dispatch.send_notifications(ids)
     return len(ids)
 
 

@@ -8,9 +8,9 @@ never acknowledged) can reach the next test's workers.
 
 The tests whose broker does something of its own also run on RabbitMQ: a killed worker's
 messages (Redis keeps them until the visibility timeout, RabbitMQ gives them back at once, to
-meet the dead sender's lease), and a tick's group of batches whose emails wait for their
-group (a countdown). The retry test's countdowns are the same mechanism, and the reminder
-test exercises incident logic only: Redis alone runs them, to keep CI short.
+meet the dead sender's lease), and a tick's batches, whose emails wait until the last of
+them reports (the tick's alert latch). The retry test (countdowns) and the reminder test
+(incident logic only) run on Redis alone, to keep CI short.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch import create_app
 from rulewatch.config import load_settings
 from rulewatch.db import transaction
 from rulewatch.migrate import upgrade
-from rulewatch.models import Notification, Rule, utcnow
+from rulewatch.models import Notification, Rule, TickLatch, utcnow
 from tests.auth import sign_in_test_clients
 from tests.conftest import drop_database, fresh_database
 from tests.integration.brokers import BROKERS, Broker, broker
@@ -318,13 +318,15 @@ def test_it_reminds_once_an_interval_passed_then_resolves(pg_server: str, tmp_pa
 
 
 @pytest.mark.parametrize("broker_kind", BROKERS)
-def test_a_ticks_alerts_reach_each_recipient_as_one_email(
+def test_a_ticks_alerts_reach_each_recipient_as_one_email_once_its_last_batch_reports(
     pg_server: str, tmp_path: Path, broker_kind: str
 ) -> None:
+    # the tick claims 3 rules, then 2 (two turns of its loop), in chunks of 2: three batches;
+    # its alert latch sends the emails when the last reports, long before the group wait
     inbox = Inbox()
     port = free_port()
     settings = {"RULEWATCH_SMTP_PORT": str(port), "RULEWATCH_CHUNK_SIZE": "2",
-                "RULEWATCH_ALERT_GROUP_WAIT_S": "3"}  # fmt: skip
+                "RULEWATCH_CLAIM_BATCH": "3", "RULEWATCH_ALERT_GROUP_WAIT_S": "60"}  # fmt: skip
     names = [f"storm {i}" for i in range(5)]
     with (
         running_stack(pg_server, tmp_path, broker_kind, **settings) as stack,
@@ -351,9 +353,12 @@ def test_a_ticks_alerts_reach_each_recipient_as_one_email(
         def both() -> bool:
             return {m["To"] for m in inbox.messages} == {OPS, DEV}
 
-        wait_for(both, 25, "the grouped emails", stack.log)
-        stack.settle()  # a straggler of the tick would be sent group_wait_s after its batch
+        # the group wait (60 s) would send them only at a tick 60 s from now; none comes
+        wait_for(both, 25, "the grouped emails, sent by the tick's alert latch", stack.log)
+        stack.settle()  # a straggler of the tick would be a send still queued or running
         rows = stack.notifications()
+        with stack.factory() as session:
+            latches = session.scalar(select(func.count()).select_from(TickLatch))
         assert stack.log is not None
         log = stack.log.read_text(errors="replace")
     batches = re.findall(r"Task rulewatch\.verify_batch\[[^\]]+\] received", log)
@@ -374,3 +379,4 @@ def test_a_ticks_alerts_reach_each_recipient_as_one_email(
             assert [n for n in names if n in text] == listed
     assert len(rows) == 7 and {r["status"] for r in rows} == {"sent"}
     assert sorted(r["recipients"][0] for r in rows) == [DEV] * 2 + [OPS] * 5
+    assert latches == 0, "a released latch is deleted"

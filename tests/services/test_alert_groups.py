@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.config import AlertDefaults, SmtpSettings
 from rulewatch.db import after_commit_of_new, transaction
-from rulewatch.dispatch import send_countdown_s
 from rulewatch.models import Notification, utcnow
 from rulewatch.probes import ProbeContext
 from rulewatch.services.notifications import send
@@ -30,14 +29,11 @@ def _rules(factory: sessionmaker[Session], names: list[str], emails: list[str]) 
                 for n in names]  # fmt: skip
 
 
-def _collect(factory: sessionmaker[Session], calls: list[tuple[list[int], float]]) -> Alerting:
-    """Alerting whose committed rows are noted with how long their send would wait."""
-
-    def note(rows: list[Notification]) -> None:
-        calls.append(([r.id for r in rows], max(send_countdown_s(r, 7) for r in rows)))
-
-    after_commit_of_new(factory, Notification, note)
-    return Alerting(AlertDefaults(group_wait_s=7), "http://rw.example")
+def _collect(factory: sessionmaker[Session], calls: list[list[int]]) -> Alerting:
+    """Alerting whose committed rows are noted, a list per commit (when their sends go:
+    tests/services/test_alert_latch.py)."""
+    after_commit_of_new(factory, Notification, lambda rows: calls.append([r.id for r in rows]))
+    return Alerting(AlertDefaults(), "http://rw.example")
 
 
 def _parts(message: Any) -> dict[str, str]:
@@ -50,14 +46,13 @@ def test_it_sends_each_recipient_one_email_for_the_failures_of_a_tick(
 ) -> None:
     ops_only = _rules(factory, ["api a", "api b", "api c"], ["ops@example.com"])
     shared = _rules(factory, ["db x", "db y"], ["ops@example.com", "dev@example.com"])
-    calls: list[tuple[list[int], float]] = []
+    calls: list[list[int]] = []
     alerting, tick = _collect(factory, calls), str(uuid.uuid4())
     # two chunks of one tick, recorded by different batches (workers) at different times
     for chunk in (ops_only[:2], ops_only[2:] + shared):
         jobs = [Job(rid, str(uuid.uuid4()), None, tick) for rid in chunk]
         verify_jobs(factory, jobs, CTX, alerting)
-    assert [delay for _, delay in calls] == [7, 7], "a tick's alerts wait for its other batches"
-    ids = [nid for batch, _ in calls for nid in batch]
+    ids = [nid for batch in calls for nid in batch]
     assert len(ids) == 3 + 2 * 2, "one row per rule and recipient"
     smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rw@example.com", timeout_s=5)
     statuses = [send(factory, smtp, nid) for nid in ids]
@@ -83,12 +78,11 @@ def test_it_sends_a_manual_verification_s_alert_alone_and_at_once(
     factory: sessionmaker[Session], inbox: Inbox, smtp_port: int
 ) -> None:
     ids = _rules(factory, ["api a", "api b"], ["ops@example.com"])
-    calls: list[tuple[list[int], float]] = []
+    calls: list[list[int]] = []
     verify_jobs(
         factory, [Job(rid, str(uuid.uuid4())) for rid in ids], CTX, _collect(factory, calls)
     )
-    [(sent_ids, delay)] = calls
-    assert delay == 0
+    [sent_ids] = calls
     smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rw@example.com", timeout_s=5)
     for nid in sent_ids:
         send(factory, smtp, nid)
@@ -97,12 +91,12 @@ def test_it_sends_a_manual_verification_s_alert_alone_and_at_once(
 
 def test_it_keeps_ticks_apart(factory: sessionmaker[Session], inbox: Inbox, smtp_port: int) -> None:
     first, second = _rules(factory, ["api a", "api b"], ["ops@example.com"])
-    calls: list[tuple[list[int], float]] = []
+    calls: list[list[int]] = []
     alerting = _collect(factory, calls)
     for rid in (first, second):  # the same recipient, two ticks
         verify_jobs(factory, [Job(rid, str(uuid.uuid4()), None, str(uuid.uuid4()))], CTX, alerting)
     smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rw@example.com", timeout_s=5)
-    for batch, _ in calls:
+    for batch in calls:
         for nid in batch:
             send(factory, smtp, nid)
     assert sorted(m["Subject"] for m in inbox.messages) == ["[FIRING] api a", "[FIRING] api b"]
@@ -114,12 +108,12 @@ def test_senders_of_one_group_starting_together_send_it_once_without_deadlock(
     from concurrent.futures import ThreadPoolExecutor
 
     ids = _rules(factory, [f"api {i}" for i in range(6)], ["ops@example.com"])
-    calls: list[tuple[list[int], float]] = []
+    calls: list[list[int]] = []
     tick = str(uuid.uuid4())
     verify_jobs(
         factory, [Job(r, str(uuid.uuid4()), None, tick) for r in ids], CTX, _collect(factory, calls)
     )
-    [(rows, _)] = calls
+    [rows] = calls
     smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="rw@example.com", timeout_s=5)
     with ThreadPoolExecutor(len(rows)) as pool:  # the group's tasks, released together
         statuses = list(pool.map(lambda nid: send(factory, smtp, nid), rows))

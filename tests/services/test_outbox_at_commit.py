@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.config import AlertDefaults
 from rulewatch.db import after_commit_of_new, transaction
-from rulewatch.dispatch import send_countdown_s
 from rulewatch.models import Notification, utcnow
 from rulewatch.probes import ProbeContext
 from rulewatch.services.rules import change_rule, create_rule, get_rule
@@ -76,8 +75,3 @@ def test_it_hands_over_the_alerts_of_a_verification_and_of_pausing_its_rule(
     assert [[s for _, s in batch] for batch in handed] == [
         ["[FIRING] orders API"], ["[RESOLVED] orders API"],
     ]  # fmt: skip
-
-
-def test_it_makes_a_tick_s_grouped_alerts_wait_and_sends_the_others_now() -> None:
-    assert send_countdown_s(_row("tick", group_key="firing:tick-1:ops@example.com"), 10) == 10
-    assert send_countdown_s(_row("manual"), 10) == 0

@@ -168,22 +168,22 @@ def _email_rows(
     outcome: Outcome, event: Event, recipients: list[str], base_url: str
 ) -> list[dict[str, Any]]:
     """One row for all recipients; for a scheduled tick's alerts, one row per recipient,
-    keyed by the email transport so the tick's alerts to a recipient go as one email."""
+    keyed by the email transport so the tick's alerts to a recipient go as one email once
+    the tick's alert latch releases."""
     if outcome.tick is None:
         return [_notification(outcome, event, recipients, base_url)]
     group_key = TRANSPORTS["email"].group_key
-    return [
-        _notification(outcome, event, [to], base_url, group_key(event.kind, outcome.tick, to))
-        for to in dict.fromkeys(recipients)
-    ]
+    rows = []
+    for to in dict.fromkeys(recipients):
+        row = _notification(outcome, event, [to], base_url)
+        row["group_key"] = group_key(event.kind, outcome.tick, to)
+        row["tick"] = outcome.tick if row["group_key"] is not None else None
+        rows.append(row)
+    return rows
 
 
 def _notification(
-    outcome: Outcome,
-    event: Event,
-    recipients: list[str],
-    base_url: str,
-    group_key: str | None = None,
+    outcome: Outcome, event: Event, recipients: list[str], base_url: str
 ) -> dict[str, Any]:
     headline = {"firing": "FIRING", "resolved": "RESOLVED", "reminder": "STILL FIRING",
                 "flapping": "FLAPPING"}.get(event.kind, event.kind.upper())  # fmt: skip
@@ -209,7 +209,8 @@ def _notification(
         "body_html": env.get_template("email/alert.html").render(context),
         "status": "pending",
         "attempts": 0,
-        "group_key": group_key,
+        "group_key": None,
+        "tick": None,
         "details": context,
     }
 
