@@ -78,6 +78,14 @@ NOTES = """
   get it at once while one background thread computes the next (`report_stale`), for up to
   ten times that age. Only the first request for a window and tag in a web process (or
   after a long quiet spell) computes the report while it waits (`report_uncached`).
+- **alert_storm**: N http rules alerting one recipient, spread over their interval, on the
+  README's production split (Redis, PostgreSQL, a `checks` worker of 2, an `alerts` worker,
+  `rulewatch scheduler`, beat ticking every second) with the default
+  `RULEWATCH_ALERT_GROUP_WAIT_S` (10 s). After every rule has passed, the HTTP target (aiohttp
+  in the bench process) answers 500 to all of them; an aiosmtpd server in the bench process
+  notes when each message arrives, and each rule's figure is the time from the outage to
+  the first email whose text links to it. A tick's alerts go when its last batch has
+  reported (the tick's alert latch, `docs/alerts.md`), one email per recipient per tick.
 """
 
 
@@ -116,7 +124,7 @@ def _columns(*columns: str) -> list[str]:
 
 
 def _goal_table(sections: dict[str, Any]) -> list[str]:
-    lines = _head("## Goals (issues #6 and #11)", "goal", "target", "measured", "met",
+    lines = _head("## Goals (issues #6, #11 and #12)", "goal", "target", "measured", "met",
                   "section, measured")  # fmt: skip
     for goal, target, measured, met, name in goals.rows(sections):
         lines.append(f"| {goal} | {target} | {measured} | {'yes' if met else 'no'} "

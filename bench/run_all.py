@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import (  # noqa: E402
+    alert_storm,
     api_bench,
     baseline,
     goals,
@@ -55,6 +56,7 @@ BENCHES: dict[
     "api": (api_bench.parser, api_bench.run),
     "metrics": (metrics_bench.parser, metrics_bench.run),
     "ui": (ui_bench.parser, ui_bench.run),
+    "alert_storm": (alert_storm.parser, alert_storm.run),
 }
 QUICK = {
     "throughput": ["--rules", "1000", "--noop", "500"],
@@ -66,6 +68,7 @@ QUICK = {
     "api": ["--rules", "500", "--uncached", "5"],
     "metrics": ["--rules", "500", "--repeat", "5"],
     "ui": ["--rules", "500", "--repeat", "5", "--cold", "2"],
+    "alert_storm": ["--rules", "200"],
 }
 BASELINE_ROUNDS = 5
 
