@@ -6,21 +6,23 @@ from __future__ import annotations
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from rulewatch import dispatch
-from rulewatch.config import AlertDefaults, SmtpSettings
+from rulewatch import create_app, dispatch
+from rulewatch.config import AlertDefaults, Settings, SmtpSettings
 from rulewatch.db import transaction
-from rulewatch.models import Notification, TickLatch, utcnow
+from rulewatch.models import Notification, Rule, TickLatch, utcnow
 from rulewatch.probes import ProbeContext
 from rulewatch.services import alert_latch
 from rulewatch.services.notifications import send
 from rulewatch.services.rules import create_rule
 from rulewatch.services.verification import Alerting, Job, verify_jobs
+from rulewatch.tasks import verify_all_rules
 from tests.smtp_server import Inbox
 from tests.targets import http_rule
 
@@ -177,3 +179,25 @@ def _row(tick: str) -> Notification:
     return Notification(kind="firing", recipients=[OPS], subject="s", body_text="s",
                         body_html="s", status="pending", attempts=0,
                         group_key=f"firing:{tick}:{OPS}", tick=tick)  # fmt: skip
+
+
+def test_a_tick_adds_each_batch_it_sends_to_its_latch_and_seals_it_at_the_end(
+    settings: Settings,
+) -> None:
+    app = create_app(replace(settings, chunk_size=2, claim_batch=3))  # 5 rules: 2+1, then 2
+    factory = app.extensions["rulewatch"].factory
+    now = utcnow()
+    with transaction(factory) as session:
+        for i in range(5):
+            create_rule(session, http_rule(DOWN, name=f"r{i}"), now)
+        session.execute(update(Rule).values(next_due_at=now - timedelta(seconds=1)))
+    with app.app_context():
+        answer = verify_all_rules.run()
+    with factory() as session:
+        latch = session.execute(select(TickLatch.tick, TickLatch.party, TickLatch.reported_at))
+        rows = [(tick, party, reported is not None) for tick, party, reported in latch]
+    app.extensions["rulewatch"].engine.dispose()
+    assert answer["dispatched"] == 5
+    [tick] = {tick for tick, _, _ in rows}
+    assert (tick, tick, True) in rows, "the tick itself, reported: the latch is sealed"
+    assert sorted(done for _, party, done in rows if party != tick) == [False] * 3
