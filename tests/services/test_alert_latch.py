@@ -193,6 +193,8 @@ def test_a_tick_adds_each_batch_it_sends_to_its_latch_and_seals_it_at_the_end(
         session.execute(update(Rule).values(next_due_at=now - timedelta(seconds=1)))
     with app.app_context():
         answer = verify_all_rules.run()
+    with app.extensions["celery"].connection_for_read() as conn:
+        conn.SimpleQueue("checks").clear()  # the in-memory broker is the process's, not the test's
     with factory() as session:
         latch = session.execute(select(TickLatch.tick, TickLatch.party, TickLatch.reported_at))
         rows = [(tick, party, reported is not None) for tick, party, reported in latch]
