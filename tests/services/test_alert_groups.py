@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from rulewatch.config import AlertDefaults, SmtpSettings
 from rulewatch.db import after_commit_of_new, transaction
 from rulewatch.models import Notification, utcnow
+from rulewatch.notifiers.email import render_group
 from rulewatch.probes import ProbeContext
 from rulewatch.services.notifications import send
 from rulewatch.services.rules import create_rule
@@ -122,3 +123,14 @@ def test_senders_of_one_group_starting_together_send_it_once_without_deadlock(
     assert message["Subject"].startswith("[FIRING] 6 rules")
     with factory() as session:
         assert {r.status for r in session.scalars(select(Notification))} == {"sent"}
+
+
+def test_a_group_lists_its_rules_by_name_whatever_order_their_batches_recorded_them() -> None:
+    # a tick's rows are written by several batches, in whatever order their targets answered
+    rows = [
+        Notification(id=i, kind="firing", details={"headline": "FIRING", "rule_name": name})
+        for i, name in enumerate(["storm 4", "api", "storm 3"])
+    ]
+    subject, text, _ = render_group(rows)
+    assert subject == "[FIRING] 3 rules: api, storm 3, storm 4"
+    assert text.index("api") < text.index("storm 3") < text.index("storm 4")

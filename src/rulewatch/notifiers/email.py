@@ -86,7 +86,8 @@ def _digest(text: str) -> str:
 
 def render_group(rows: Sequence[Notification]) -> tuple[str, str, str]:
     """Subject, text and HTML of one email that lists the alerts of several rules."""
-    alerts = [row.details or {} for row in rows]
+    # listed by rule name: rows of one tick are written by several batches in any order
+    alerts = sorted((row.details or {} for row in rows), key=lambda a: str(a.get("rule_name")))
     headline = alerts[0].get("headline", rows[0].kind.upper())
     names = [str(a.get("rule_name")) for a in alerts]
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
