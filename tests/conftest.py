@@ -22,9 +22,12 @@ migrates one database and empties its tables after each test (rebuilt when a tes
 another schema). Names carry the worker and a random part, so parallel workers and runs
 never share a database.
 
-`make test` spreads test files over xdist workers (``-n auto``), each file whole on one
-worker (``--dist loadfile``, in pyproject's addopts): a module's processes, its Redis db and
-its module-scoped fixtures are never used by two workers at once.
+`make test` spreads test files over xdist workers (``-n 4``), each file whole on one worker
+(``--dist loadfile``, in pyproject's addopts): a module's processes, its Redis db and its
+module-scoped fixtures are never used by two workers at once. The suite mostly waits on the
+processes it starts, so it runs more workers than this machine's two cores, and hands out
+the long files first (``pytest_collection_modifyitems``): drills and worker-process tests,
+one of each in turn, so that none is left to start at the end and few run at once.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
+from itertools import zip_longest
 from pathlib import Path
 
 import pytest
@@ -61,6 +65,7 @@ REDIS_URL = os.environ.get("RULEWATCH_TEST_REDIS", "redis://127.0.0.1:6379")
 ALL_ENGINES = ("sqlite", "postgresql", "mariadb")
 DEFAULT_ENGINES = ("sqlite",)
 MATRIX_TIERS = ("services", "probes")  # folders under tests/ that run on every engine
+LONG_TIERS = ("drills", "integration")  # folders whose files run for tens of seconds
 TESTS = Path(__file__).parent
 TABLES_SQL = "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
 
@@ -71,6 +76,18 @@ def pytest_configure(config: pytest.Config) -> None:
         "all_databases: run on SQLite, PostgreSQL and MariaDB (the test touches SQL that "
         "differs between them); other tests that use a database run on SQLite only",
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long files first, drills and integration files taking turns, then the rest as
+    collected (xdist hands out files in this order)."""
+    files: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.path, []).append(item)
+    long = [[f for f in files if f.is_relative_to(TESTS / tier)] for tier in LONG_TIERS]
+    turns = [f for group in zip_longest(*long) for f in group if f is not None]
+    rest = [f for f in files if f not in set(turns)]
+    items[:] = [item for f in turns + rest for item in files[f]]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
