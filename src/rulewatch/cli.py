@@ -21,6 +21,7 @@ from rulewatch.domain.access import ROLES
 from rulewatch.models import utcnow
 from rulewatch.runtime import Runtime
 from rulewatch.schemas import RuleInvalid
+from rulewatch.yaml_load import load_yaml
 
 
 def _app() -> Flask:
@@ -161,22 +162,25 @@ def rules() -> None:
 @click.argument("file", type=click.File("r"))
 def rules_import(file: Any) -> None:
     """Create or update the rules in FILE (YAML list, or {rules: [...]}); all or nothing."""
-    from rulewatch.services.rules import import_rules
+    from rulewatch.services.rule_import import import_rules
 
     try:
-        data = yaml.safe_load(file)
+        data = load_yaml(file.read())
     except yaml.YAMLError as exc:
         raise click.ClickException(f"{file.name} is not valid YAML: {exc}") from None
     items = data.get("rules") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise click.ClickException(f"{file.name}: expected a list of rules or a 'rules:' list")
+    runtime = _rt(_app())
+    alerts, base_url = runtime.settings.alerts, runtime.settings.base_url
     try:
-        with transaction(_rt(_app()).factory) as session:
-            created, updated = import_rules(session, items, utcnow())
+        with transaction(runtime.factory) as session:
+            counts = import_rules(session, items, utcnow(), alerts, base_url)
     except RuleInvalid as exc:
         lines = "\n".join(_error_line(e.as_dict()) for e in exc.errors)
         raise click.ClickException(f"{file.name}: nothing imported:\n{lines}") from None
-    click.echo(f"imported {created} new and {updated} changed rule(s)")
+    unchanged = f", {counts.unchanged} unchanged" if counts.unchanged else ""
+    click.echo(f"imported {counts.created} new and {counts.updated} changed rule(s){unchanged}")
 
 
 def _error_line(err: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -163,10 +164,18 @@ def validate_rule(data: Mapping[str, Any]) -> RuleSpec:
     except ValidationError as exc:
         base = field_errors(exc)
         raise RuleInvalid(base + _part_errors(raw, {e.field for e in base})) from None
-    errors = _part_errors(dict(spec), set())
-    if errors:
+    # the checks of _part_errors, in its order, on sound fields: the target validated once
+    try:
+        target = KINDS[spec.kind].target.model_validate(spec.target)
+    except ValidationError as exc:
+        target, errors = None, field_errors(exc, prefix="target")
+    else:
+        errors = []
+    errors += _condition_errors(spec.kind, spec.conditions, set())
+    errors += _schedule_errors(spec.interval_s, spec.cron, spec.timezone)
+    if errors or target is None:
         raise RuleInvalid(errors)
-    spec.target = KINDS[spec.kind].target.model_validate(spec.target).model_dump()
+    spec.target = target.model_dump()
     return spec
 
 
@@ -216,10 +225,18 @@ def _condition_errors(kind: str, conditions: Any, failed: set[str]) -> list[Fiel
 
 
 def _condition_error(kind: str, index: int, text: str) -> FieldError | None:
+    problem = _condition_problem(kind, text)
+    return None if problem is None else FieldError(f"conditions[{index}]", *problem)
+
+
+@lru_cache(maxsize=4096)
+def _condition_problem(kind: str, text: str) -> tuple[str, int | None] | None:
+    """What is wrong with a condition of ``kind`` (message, position), or None: parsing is
+    pure, and a file of many rules repeats the same few conditions."""
     try:
         parse_condition(text, KINDS[kind].vocabulary)
     except ConditionSyntaxError as exc:
-        return FieldError(f"conditions[{index}]", str(exc), exc.position)
+        return str(exc), exc.position
     return None
 
 

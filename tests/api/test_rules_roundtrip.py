@@ -8,7 +8,8 @@ from flask import Flask
 
 from rulewatch.db import transaction
 from rulewatch.models import utcnow
-from rulewatch.services.rules import export_rules, import_rules
+from rulewatch.services.rule_import import ImportCounts, import_rules
+from rulewatch.services.rules import export_rules
 
 # JSON columns, tags and time zones are stored differently by each engine
 pytestmark = pytest.mark.all_databases
@@ -41,7 +42,7 @@ RULES = """\
 def test_the_api_returns_every_field_the_export_writes(app: Flask) -> None:
     factory = app.extensions["rulewatch"].factory
     with transaction(factory) as session:
-        assert import_rules(session, yaml.safe_load(RULES), utcnow()) == (3, 0)
+        assert import_rules(session, yaml.safe_load(RULES), utcnow()) == ImportCounts(3, 0, 0)
     with factory() as session:
         exported = export_rules(session)
     listed = app.test_client().get("/api/v1/rules").get_json()["rules"]

@@ -150,7 +150,7 @@ def test_it_updates_rules_by_name_on_a_second_import(
     changed = RULES.replace("interval_s: 60", "interval_s: 120")
     result = cli("rules", "import", str(_write(tmp_path, changed, "changed.yaml")))
     assert result.exit_code == 0, result.output
-    assert "imported 0 new and 2 changed rule(s)" in result.output
+    assert "imported 0 new and 1 changed rule(s), 1 unchanged" in result.output
     with factory() as session:
         rule = session.scalar(select(Rule).where(Rule.name == "orders API"))
         assert rule is not None and rule.interval_s == 120

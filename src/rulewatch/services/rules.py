@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -60,7 +60,7 @@ def create_rule(session: Session, data: Mapping[str, Any], now: datetime) -> Rul
 
 def update_rule(session: Session, rule: Rule, changes: Mapping[str, Any], now: datetime) -> Rule:
     """Apply a partial change; the whole resulting rule is validated before anything is stored."""
-    spec = validate_rule({**spec_of(rule), **_switch_schedule(changes)})
+    spec = validate_rule({**spec_of(rule), **switch_schedule(changes)})
     _ensure_name_free(session, spec.name, rule.id)
     schedule_changed = (rule.interval_s, rule.cron, rule.timezone) != (
         spec.interval_s, spec.cron, spec.timezone,
@@ -95,7 +95,7 @@ def remove_rule(session: Session, rule: Rule, alerts: AlertDefaults, base_url: s
     session.delete(rule)
 
 
-def _switch_schedule(changes: Mapping[str, Any]) -> dict[str, Any]:
+def switch_schedule(changes: Mapping[str, Any]) -> dict[str, Any]:
     """A change that sets only one of interval_s and cron also clears the other."""
     out = dict(changes)
     given = [f for f in SCHEDULE_FIELDS if out.get(f) is not None]
@@ -207,31 +207,6 @@ def _status_filter(status: str) -> ColumnElement[bool]:
     if status == "nodata":
         return and_(Rule.enabled.is_(True), Rule.last_status.is_(None))
     return and_(Rule.enabled.is_(True), Rule.last_status == status)
-
-
-def import_rules(session: Session, items: Sequence[Any], now: datetime) -> tuple[int, int]:
-    """Create or update rules by name; all are validated first, so one bad rule stores none."""
-    errors: list[FieldError] = []
-    specs = []
-    for i, item in enumerate(items):
-        try:
-            specs.append(validate_rule(item))
-        except RuleInvalid as exc:
-            errors += [
-                FieldError(f"rules[{i}].{e.field}", e.message, e.position) for e in exc.errors
-            ]
-    if errors:
-        raise RuleInvalid(errors)
-    created = updated = 0
-    for spec, item in zip(specs, items, strict=True):
-        existing = session.scalar(select(Rule).where(Rule.name == spec.name))
-        if existing is None:
-            create_rule(session, item, now)
-            created += 1
-        else:
-            update_rule(session, existing, item, now)
-            updated += 1
-    return created, updated
 
 
 def export_rules(session: Session) -> list[dict[str, Any]]:

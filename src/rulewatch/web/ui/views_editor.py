@@ -13,11 +13,12 @@ from rulewatch import dispatch
 from rulewatch.models import utcnow
 from rulewatch.schemas import FieldError, RuleInvalid, validate_rule
 from rulewatch.services.datasources import datasource_names
+from rulewatch.services.rule_import import import_rules as import_all
 from rulewatch.services.rules import RuleNotFound, change_rule, create_rule, get_rule, spec_of
-from rulewatch.services.rules import import_rules as import_all
 from rulewatch.web.common import rt, write
 from rulewatch.web.ui import page_role, ui
 from rulewatch.web.ui.rule_form import ImportForm, RuleForm
+from rulewatch.yaml_load import load_yaml
 
 NAME_TAKEN = "another rule took this name while this one was saved: choose another name"
 
@@ -92,12 +93,17 @@ def import_rules() -> ResponseReturnValue:
         items, problems = _yaml_rules(form)
         if not problems:
             try:
+                settings = rt().settings
                 with write() as session:
-                    created, updated = import_all(session, items, utcnow())
+                    counts = import_all(
+                        session, items, utcnow(), settings.alerts, settings.base_url
+                    )
             except RuleInvalid as exc:
                 problems = [_line(e) for e in exc.errors]
             else:
-                flash(f"Imported {created} new and {updated} changed rule(s).", "success")
+                unchanged = f", {counts.unchanged} unchanged" if counts.unchanged else ""
+                message = f"Imported {counts.created} new and {counts.updated} changed rule(s)"
+                flash(f"{message}{unchanged}.", "success")
                 return redirect(url_for("ui.dashboard"))
     status = 422 if problems or form.errors else 200
     return render_template("ui/import.html", title="Import rules", form=form,
@@ -110,7 +116,7 @@ def _yaml_rules(form: ImportForm) -> tuple[list[Any], list[str]]:
     if not text.strip():
         return [], ["Choose a YAML file or paste YAML."]
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         return [], [f"This is not valid YAML: {exc}"]
     items = data.get("rules") if isinstance(data, dict) else data
