@@ -248,6 +248,14 @@ class VerificationQueued(_Answer):
     verification_id: str
 
 
+class ImportOut(_Answer):
+    """What an import did: rules created, changed, and already as given (not written)."""
+
+    created: int
+    updated: int
+    unchanged: int
+
+
 class TaskQueued(_Answer):
     """The task queued; follow it at /api/v1/tasks/{task_id}."""
 

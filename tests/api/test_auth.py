@@ -42,6 +42,7 @@ ENDPOINTS: list[tuple[str, str, Any, str]] = [
     ("POST", "/api/v1/reports", {}, "viewer"),
     ("GET", "/api/v1/reports/00000000-0000-4000-8000-000000000000", None, "viewer"),
     ("POST", "/api/v1/rules", {}, "editor"),
+    ("POST", "/api/v1/rules/import", {"rules": []}, "editor"),
     ("PATCH", f"/api/v1/rules/{NOWHERE}", {}, "editor"),
     ("DELETE", f"/api/v1/rules/{NOWHERE}", None, "editor"),
     ("POST", f"/api/v1/rules/{NOWHERE}/verify", {}, "editor"),

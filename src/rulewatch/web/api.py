@@ -30,6 +30,7 @@ from rulewatch.services.maintenance import (
 )
 from rulewatch.services.notifications import notification_to_dict, recent_notifications
 from rulewatch.services.reports import shared_stability_report
+from rulewatch.services.rule_import import import_rules as import_all
 from rulewatch.services.rules import (
     RULE_STATUSES,
     RuleNotFound,
@@ -44,6 +45,7 @@ from rulewatch.services.stability import report_to_dict
 from rulewatch.services.verification import verification_to_dict
 from rulewatch.shapes import (
     Gaps,
+    ImportOut,
     Incidents,
     MaintenanceList,
     MaintenanceOut,
@@ -57,7 +59,7 @@ from rulewatch.shapes import (
     Verifications,
     answer,
 )
-from rulewatch.web.api_models import MAX_COUNTDOWN_S, VerifyNow
+from rulewatch.web.api_models import MAX_COUNTDOWN_S, RulesImport, VerifyNow
 from rulewatch.web.api_spec import ChoiceArg, IntArg, TextArg, documented
 from rulewatch.web.auth import authorise, role
 from rulewatch.web.common import celery_app, json_body, rt, write
@@ -135,6 +137,27 @@ def post_rule() -> tuple[Response, int]:
     with _write_rule() as session:
         rule = create_rule(session, json_body(), utcnow())
         return jsonify(rule_to_dict(rule)), 201
+
+
+@api.post("/rules/import")
+@role("editor")
+@documented(ImportOut, body=RulesImport, errors=[422])
+def import_rules() -> Response:
+    """Create or update rules by name; one bad rule stores none, every problem is listed."""
+    body = json_body()
+    unknown = sorted(set(body) - {"rules"})
+    items = body.get("rules")
+    if unknown or not isinstance(items, list):
+        problems = [FieldError(key, "unknown field: the body is {\"rules\": [...]}")
+                    for key in unknown]  # fmt: skip
+        if not isinstance(items, list):
+            problems.append(FieldError("rules", "give the rules as a list"))
+        raise RuleInvalid(problems)
+    settings = rt().settings
+    with _write_rule() as session:
+        counts = import_all(session, items, utcnow(), settings.alerts, settings.base_url)
+    return jsonify(answer(ImportOut, created=counts.created, updated=counts.updated,
+                          unchanged=counts.unchanged))  # fmt: skip
 
 
 @api.get("/rules")

@@ -30,6 +30,16 @@ class VerifyNow(BaseModel):
     countdown_s: Annotated[float, Field(ge=0, le=MAX_COUNTDOWN_S)] = 0
 
 
+class RulesImport(BaseModel):
+    """Rules to create or update by name, as ``rulewatch rules import`` takes them: each item
+    a rule (fields it leaves out keep the stored rule's values), all validated before any is
+    stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[dict[str, Any]]
+
+
 class ConditionsCheck(BaseModel):
     """Condition texts to check as the conditions of a rule of ``kind``."""
 
