@@ -1,4 +1,5 @@
-"""The goals of issues #6, #11 and #12 as table rows, each from the section that measured it."""
+"""The goals of issues #6, #11, #12 and #13 as table rows, each from the section that measured
+it."""
 
 from __future__ import annotations
 
@@ -46,6 +47,31 @@ def _scale(s: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
          "worker)", "<= 300 ms", f"{now.get('p50', 0) * 1000:.0f} ms",
          now.get("p50", 99) <= 0.3),
     ]  # fmt: skip
+
+
+def _steady_state(s: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """#13 item 1: the production defaults hold 3,000 verifications/s, on time."""
+    what = (f"{s['rules']:,} rules at {s['interval_s']} s (demand {s['demand_per_s']:,.0f}/s), "
+            "`rulewatch web`, `worker`, `beat` with their defaults, steady state")  # fmt: skip
+    rate, p99 = s["verifications_per_s"], s["lateness_p99_s"]
+    cpu = s["cpu_ms_per_verification"]["worker"]
+    return [
+        (f"{what}: verifications/s", ">= 3000", f"{rate:,}", rate >= 3000),
+        (f"{what}: lateness p99", "<= 5 s", f"{p99} s", p99 <= 5),
+        (f"{what}: ratio to bare Celery no-op rate", ">= 5x", f"{s['ratio_to_noop']}x",
+         s["ratio_to_noop"] >= 5),
+        (f"{what}: worker CPU per verification", "<= 0.25 ms", f"{cpu} ms", cpu <= 0.25),
+    ]  # fmt: skip
+
+
+def _import(i: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """#13 item 3: `rulewatch rules import` at database speed."""
+    worst = max(i["new_s"], i["unchanged_s"], i["changed_s"])
+    what = (
+        f"`rulewatch rules import` of {i['rules']:,} rules, PostgreSQL, slowest of new / "
+        f"unchanged / all changed ({i['new_s']} / {i['unchanged_s']} / {i['changed_s']} s)"
+    )
+    return [(what, "<= 10 s", f"{worst} s", worst <= 10)]
 
 
 def _verify_now_up(v: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
@@ -130,6 +156,8 @@ GOALS: dict[str, Callable[[dict[str, Any]], list[tuple[str, str, str, bool]]]] =
     "throughput": _throughput,
     "throughput_baseline": _baseline,
     "scale": _scale,
+    "steady_state": _steady_state,
+    "import": _import,
     "verify_now_up": _verify_now_up,
     "slow_targets": _slow_targets,
     "report": _report,

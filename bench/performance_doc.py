@@ -36,6 +36,19 @@ NOTES = """
   CPU is the share of one core used by each role's processes over the run, from /proc.
   Verify-now: every 2 s a `verify` task on the interactive queue at urgent priority, timed
   until its result is in the result backend.
+- **steady_state**: issue #13. The README's production split with nothing tuned:
+  `rulewatch web`, `rulewatch worker` and `rulewatch beat` with no options and no
+  `RULEWATCH_TICK_S`, `_CHUNK_SIZE` or `_CLAIM_BATCH`, on PostgreSQL and Redis. N http
+  rules at one interval, each its own URL on four nginx ports, spread over the interval by
+  `first_due`. After a warm-up, a window is measured from the verifications table: the
+  scheduled runs that started in it (a run is only there once recorded), their lateness
+  (`started_at - scheduled_for`), how far the most overdue rule is behind at the end, and
+  CPU per verification of each process group (/proc). The burst figure (throughput) stays
+  as a burst. Then beat stops and bare `rulewatch.ping` tasks are timed on the same broker
+  and worker.
+- **import**: `rulewatch rules import` as a process (start to exit) of a YAML file of N
+  http rules into an empty PostgreSQL database, again unchanged, and again with every rule
+  changed (interval and a tag).
 - **verify_now_up**: the stack `rulewatch up` starts in an empty home (SQLite, the embedded
   filesystem broker, one worker consuming every queue, beat, the web server), no other
   settings. Rules spread over their interval keep the worker busy; every 2 s a client posts
@@ -124,7 +137,7 @@ def _columns(*columns: str) -> list[str]:
 
 
 def _goal_table(sections: dict[str, Any]) -> list[str]:
-    lines = _head("## Goals (issues #6, #11 and #12)", "goal", "target", "measured", "met",
+    lines = _head("## Goals (issues #6, #11, #12 and #13)", "goal", "target", "measured", "met",
                   "section, measured")  # fmt: skip
     for goal, target, measured, met, name in goals.rows(sections):
         lines.append(f"| {goal} | {target} | {measured} | {'yes' if met else 'no'} "
