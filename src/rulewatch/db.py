@@ -3,12 +3,27 @@ differs between SQLite, PostgreSQL and MySQL/MariaDB, so that services hold no d
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Literal, TypeVar, TypeVarTuple
 
-from sqlalchemy import Engine, Executable, Select, Table, case, create_engine, event
+from sqlalchemy import (
+    JSON,
+    Engine,
+    Executable,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    case,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
@@ -112,7 +127,64 @@ def upsert(
     if not rows:
         return
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":  # every row in one statement: the columns as arrays
+        columns = tuple(rows[0])
+        statement = _unnest_upsert(table, columns, tuple(keys), tuple(merge.items()))
+        session.execute(statement, _arrays(table, columns, rows))
+        return
     session.execute(_upsert_statement(dialect, table, tuple(keys), tuple(merge.items())), rows)
+
+
+def insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (each with the same columns): on PostgreSQL as one statement of
+    column arrays, elsewhere as one statement run per row."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(table.insert(), rows)
+        return
+    columns = tuple(rows[0])
+    session.execute(_unnest_insert(table, columns), _arrays(table, columns, rows))
+
+
+def _arrays(
+    table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
+) -> dict[str, list[Any]]:
+    """The rows as one array per column (``c0``, ``c1``...); JSON values as their text, an
+    array of lists being read as a multidimensional array otherwise."""
+    arrays = {}
+    for i, name in enumerate(columns):
+        values = [row[name] for row in rows]
+        if isinstance(table.c[name].type, JSON):
+            values = [json.dumps(value) for value in values]
+        arrays[f"c{i}"] = values
+    return arrays
+
+
+@lru_cache(maxsize=64)
+def _unnest_insert(table: Table, columns: tuple[str, ...]) -> postgresql.Insert:
+    """``INSERT INTO table (columns) SELECT * FROM unnest(:c0, :c1, ...)``, built once."""
+    types = [table.c[name].type for name in columns]
+    arrays = [bindparam(f"c{i}", type_=postgresql.ARRAY(Text if isinstance(t, JSON) else t))
+              for i, t in enumerate(types)]  # fmt: skip
+    source = func.unnest(*arrays).table_valued(*columns).render_derived(name="incoming")
+    values = [sql_cast(source.c[name], t) if isinstance(t, JSON) else source.c[name]
+              for name, t in zip(columns, types, strict=True)]  # fmt: skip
+    return postgresql.insert(table).from_select(list(columns), select(*values))
+
+
+@lru_cache(maxsize=64)
+def _unnest_upsert(
+    table: Table, columns: tuple[str, ...], keys: tuple[str, ...],
+    merge: tuple[tuple[str, Merge], ...],
+) -> Executable:  # fmt: skip
+    """PostgreSQL's upsert of many rows as one statement, ``INSERT ... SELECT FROM unnest(...)
+    ON CONFLICT``: one array parameter per column instead of a statement run per row (each
+    row cost the worker more than the database did)."""
+    stmt = _unnest_insert(table, columns)
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_=_merged(table, stmt.excluded, merge)
+    )
 
 
 @lru_cache(maxsize=64)

@@ -8,13 +8,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.config import AlertDefaults
-from rulewatch.db import lock_for_update, transaction
+from rulewatch.db import insert_many, lock_for_update, transaction
 from rulewatch.domain.conditions import Condition, parse_condition
 from rulewatch.domain.judging import judged, needs_history, with_history
 from rulewatch.domain.observation import Observation
@@ -296,7 +296,7 @@ def _record_all(
             results[job.verification_id] = verification_to_dict(row, item.prepared.name)
     notification_ids: list[int] = []
     if recorded:
-        session.execute(insert(Verification), [row for _, row in recorded])
+        insert_many(session, _VERIFICATIONS, [row for _, row in recorded])
         add_samples(session, [_sample(row) for _, row in recorded])
         _advance(session, recorded)
         record_gaps(session, _late_runs(recorded))
@@ -425,3 +425,4 @@ def verification_to_dict(
 
 
 _COLUMNS = tuple(c.key for c in Verification.__table__.columns)
+_VERIFICATIONS = cast(Table, Verification.__table__)
