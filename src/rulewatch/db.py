@@ -22,6 +22,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    update,
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -161,15 +162,63 @@ def _arrays(
     return arrays
 
 
+def update_many(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]],
+    constants: Mapping[str, Any] | None = None,
+) -> None:  # fmt: skip
+    """Set each row's columns (each row the same columns, its primary key "id" among them),
+    and ``constants`` on every row: on PostgreSQL as one UPDATE ... FROM unnest(arrays),
+    elsewhere as one statement run per row."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    if session.get_bind().dialect.name == "postgresql":
+        statement = _unnest_update(table, columns, tuple((constants or {}).items()))
+        session.execute(statement, _arrays(table, columns, rows))
+        return
+    by_id = update(table).where(table.c.id == bindparam("b_id"))
+    values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in columns if name != "id"}
+    session.execute(
+        by_id.values(**values, **(constants or {})),
+        [{f"b_{name}": value for name, value in row.items()} for row in rows],
+    )
+
+
 @lru_cache(maxsize=64)
-def _unnest_insert(table: Table, columns: tuple[str, ...]) -> postgresql.Insert:
-    """``INSERT INTO table (columns) SELECT * FROM unnest(:c0, :c1, ...)``, built once."""
+def _unnest_update(
+    table: Table, columns: tuple[str, ...], constants: tuple[tuple[str, Any], ...]
+) -> Executable:
+    """``UPDATE table SET ... FROM unnest(:c0, ...) AS incoming(...) WHERE id = incoming.id``."""
+    source = _unnest(table, columns)
+    values = {name: _cast_json(source, table, name) for name in columns if name != "id"}
+    return (
+        update(table)
+        .where(table.c.id == source.c.id)
+        .values(**values, **dict(constants))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _unnest(table: Table, columns: tuple[str, ...]) -> Any:
+    """The table-valued ``unnest(:c0, :c1, ...) AS incoming(columns)``, JSON columns as text."""
     types = [table.c[name].type for name in columns]
     arrays = [bindparam(f"c{i}", type_=postgresql.ARRAY(Text if isinstance(t, JSON) else t))
               for i, t in enumerate(types)]  # fmt: skip
-    source = func.unnest(*arrays).table_valued(*columns).render_derived(name="incoming")
-    values = [sql_cast(source.c[name], t) if isinstance(t, JSON) else source.c[name]
-              for name, t in zip(columns, types, strict=True)]  # fmt: skip
+    return func.unnest(*arrays).table_valued(*columns).render_derived(name="incoming")
+
+
+def _cast_json(source: Any, table: Table, name: str) -> Any:
+    column_type = table.c[name].type
+    return (
+        sql_cast(source.c[name], column_type) if isinstance(column_type, JSON) else source.c[name]
+    )
+
+
+@lru_cache(maxsize=64)
+def _unnest_insert(table: Table, columns: tuple[str, ...]) -> postgresql.Insert:
+    """``INSERT INTO table (columns) SELECT * FROM unnest(:c0, :c1, ...)``, built once."""
+    source = _unnest(table, columns)
+    values = [_cast_json(source, table, name) for name in columns]
     return postgresql.insert(table).from_select(list(columns), select(*values))
 
 

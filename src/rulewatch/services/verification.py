@@ -10,11 +10,11 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch.config import AlertDefaults
-from rulewatch.db import insert_many, lock_for_update, transaction
+from rulewatch.db import insert_many, lock_for_update, transaction, update_many
 from rulewatch.domain.conditions import Condition, parse_condition
 from rulewatch.domain.judging import judged, needs_history, with_history
 from rulewatch.domain.observation import Observation
@@ -364,26 +364,15 @@ def _advance(session: Session, recorded: Sequence[tuple[_Probed, dict[str, Any]]
     now = utcnow()
     manual, scheduled = [], []
     for item, row in recorded:
-        values = {"b_id": row["rule_id"], "b_status": row["status"], "b_at": row["started_at"]}
+        values = {"id": row["rule_id"], "last_status": row["status"],
+                  "last_verified_at": row["started_at"]}  # fmt: skip
         due = item.prepared.job.due
         if due is None:
             manual.append(values)
         else:  # the claim was checked under lock in _record_all: this run owns the due time
-            scheduled.append({**values, "b_next": next_due(item.prepared.schedule, due, now)})
-    state: dict[str, Any] = {
-        "last_status": bindparam("b_status"),
-        "last_verified_at": bindparam("b_at"),
-    }
-    by_id = update(table).where(table.c.id == bindparam("b_id"))
-    if manual:
-        session.execute(by_id.values(**state), manual)
-    if scheduled:
-        release: dict[str, Any] = {
-            "next_due_at": bindparam("b_next"),
-            "claimed_until": None,
-            "claim_token": None,
-        }
-        session.execute(by_id.values(**state, **release), scheduled)
+            scheduled.append({**values, "next_due_at": next_due(item.prepared.schedule, due, now)})
+    update_many(session, table, manual)
+    update_many(session, table, scheduled, {"claimed_until": None, "claim_token": None})
 
 
 def _sample(v: Mapping[str, Any]) -> Sample:
