@@ -8,10 +8,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from rulewatch.config import AlertDefaults
+from rulewatch.db import update_many
 from rulewatch.domain.incidents import AlertPolicy, Event, IncidentState, close, step
 from rulewatch.models import Incident, Notification, Rule, Verification, utcnow
 from rulewatch.notifiers import TRANSPORTS
@@ -68,18 +69,14 @@ def record_alerts(
         state, events = step(
             _state(outcome.alert_state), outcome.status, outcome.started_at, policy
         )
-        states.append({"b_id": outcome.rule_id, "b_state": _state_json(state)})
+        stepped = _state_json(state)
+        if stepped != outcome.alert_state:  # a passing rule's state mostly stays as it was
+            states.append({"id": outcome.rule_id, "alert_state": stepped})
         for event in events:
             _track_incident(session, outcome.rule_id, outcome.rule_name, event)
         for event in events if recipients else ():
             rows += _email_rows(outcome, event, recipients, base_url)
-    if states:
-        session.execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(alert_state=bindparam("b_state")),
-            states,
-        )
+    update_many(session, table, states)
     notifications = [Notification(**row) for row in rows]
     session.add_all(notifications)
     session.flush()

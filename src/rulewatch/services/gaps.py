@@ -13,11 +13,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
+from rulewatch.db import insert_many
 from rulewatch.domain.schedule import Schedule, lateness_s, leaves_gap
 from rulewatch.models import MonitorGap
 from rulewatch.shapes import GapOut, answer
@@ -44,8 +45,7 @@ def record_gaps(session: Session, runs: Iterable[LateRun]) -> int:
         for run in runs
         if leaves_gap(run.schedule, run.due, run.started, run.timeout_s)
     ]  # fmt: skip
-    if rows:
-        session.execute(insert(MonitorGap), rows)
+    insert_many(session, cast(Table, MonitorGap.__table__), rows)
     return len(rows)
 
 
