@@ -39,7 +39,7 @@ from sqlalchemy import create_engine, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port, wait_port  # noqa: E402
+from bench.common import free_port, rulewatch_env, start_rulewatch, wait_port  # noqa: E402
 from bench.database import scratch_database  # noqa: E402
 from rulewatch.domain.schedule import Schedule, first_due  # noqa: E402
 from rulewatch.migrate import upgrade  # noqa: E402
@@ -181,13 +181,10 @@ def _run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     upgrade(url)
     redis.Redis.from_url(BROKER).flushdb()
     home = Path(f"/tmp/rulewatch-alert-storm-{os.getpid()}")
-    home.mkdir(parents=True, exist_ok=True)
     smtp_port, target_port = free_port(), free_port()
-    env = {**os.environ, "RULEWATCH_HOME": str(home), "RULEWATCH_DATABASE_URL": url,
-           "RULEWATCH_BROKER_URL": BROKER, "RULEWATCH_RESULT_BACKEND": BROKER,
-           "RULEWATCH_TICK_S": "1", "RULEWATCH_SMTP_HOST": "127.0.0.1",
-           "RULEWATCH_SMTP_PORT": str(smtp_port), "RULEWATCH_SMTP_FROM": "rw@example.com",
-           "RULEWATCH_BASE_URL": BASE_URL}  # fmt: skip
+    env = rulewatch_env(home, url, BROKER, RULEWATCH_SMTP_HOST="127.0.0.1",
+                        RULEWATCH_SMTP_PORT=str(smtp_port), RULEWATCH_SMTP_FROM="rw@example.com",
+                        RULEWATCH_BASE_URL=BASE_URL)  # fmt: skip
     mailbox = Mailbox()
     procs: list[subprocess.Popen[bytes]] = []
     with FlippingTarget(target_port) as target, smtp_server(smtp_port, mailbox):
@@ -195,11 +192,7 @@ def _run(url: str, args: argparse.Namespace) -> dict[str, Any]:
             wait_port(target_port)
             start = datetime.now(UTC) + timedelta(seconds=10)
             make_rules(url, f"http://127.0.0.1:{target_port}", args, start)
-            me = [sys.executable, "-m", "rulewatch"]
-            out = (home / "bench.log").open("wb")
-            for role in ROLES:
-                command = [*me, *role, "--loglevel", "WARNING"]
-                procs.append(subprocess.Popen(command, env=env, stdout=out, stderr=out))
+            procs += start_rulewatch(ROLES, env, home / "bench.log")
             time.sleep((start - datetime.now(UTC)).total_seconds() + WARM_S)
             if mailbox.received:
                 raise RuntimeError("alert_storm: an email came before the outage")

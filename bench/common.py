@@ -1,4 +1,5 @@
-"""Shared bench helpers: a throwaway PostgreSQL database with many rules and 30 days of rollups.
+"""Shared bench helpers: a throwaway PostgreSQL database with many rules and 30 days of rollups,
+and `rulewatch` processes on Redis started beside the bench.
 
 The rollups are made server-side (``INSERT ... SELECT ... FROM generate_series``), in time
 order as the verification path writes them: hourly rows for every rule and hour of the last
@@ -8,12 +9,14 @@ must add up to exactly the hourly totals (``rollup_totals``), which the benches 
 
 from __future__ import annotations
 
+import os
 import socket
 import statistics
+import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -242,3 +245,24 @@ def wait_http(url: str, timeout: float = 60, alive: Any = None) -> None:
             last = exc
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout} s ({last})")
+
+
+def rulewatch_env(
+    home: str | Path, database_url: str, broker: str, **settings: str
+) -> dict[str, str]:
+    """This process's environment for `rulewatch` processes: their home, the database, Redis
+    ``broker`` as broker and result backend, 1 s ticks, and ``settings`` (RULEWATCH_...)."""
+    return {**os.environ, "RULEWATCH_HOME": str(home), "RULEWATCH_DATABASE_URL": database_url,
+            "RULEWATCH_BROKER_URL": broker, "RULEWATCH_RESULT_BACKEND": broker,
+            "RULEWATCH_TICK_S": "1", **settings}  # fmt: skip
+
+
+def start_rulewatch(
+    roles: Sequence[Sequence[str]], env: Mapping[str, str], log: Path, loglevel: str = "WARNING"
+) -> list[subprocess.Popen[bytes]]:
+    """Start ``python -m rulewatch ROLE --loglevel LOGLEVEL`` for each of ``roles``, all
+    writing to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:  # each process holds its own copy of the file
+        return [subprocess.Popen([sys.executable, "-m", "rulewatch", *role, "--loglevel", loglevel],
+                                 env=env, stdout=out, stderr=out) for role in roles]  # fmt: skip

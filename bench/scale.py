@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ from sqlalchemy import create_engine, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port, wait_port  # noqa: E402
+from bench.common import free_port, rulewatch_env, start_rulewatch, wait_port  # noqa: E402
 from bench.database import scratch_database  # noqa: E402
 from bench.nginx import start_nginx, target_urls  # noqa: E402
 from bench.procstat import usage  # noqa: E402
@@ -135,16 +134,8 @@ def _run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     upgrade(url)
     redis.Redis.from_url(BROKER).flushdb()
     home = f"/tmp/rulewatch-scale-{os.getpid()}"
-    env = {
-        **os.environ,
-        "RULEWATCH_HOME": home,
-        "RULEWATCH_DATABASE_URL": url,
-        "RULEWATCH_BROKER_URL": BROKER,
-        "RULEWATCH_RESULT_BACKEND": BROKER,
-        "RULEWATCH_TICK_S": "1",
-        "RULEWATCH_CHUNK_SIZE": str(args.chunk),
-        "RULEWATCH_CLAIM_BATCH": "5000",
-    }
+    env = rulewatch_env(home, url, BROKER, RULEWATCH_CHUNK_SIZE=str(args.chunk),
+                        RULEWATCH_CLAIM_BATCH="5000")  # fmt: skip
     ports = [free_port() for _ in range(args.ports)]
     procs = [start_nginx(ports)]
     stop = threading.Event()
@@ -153,36 +144,9 @@ def _run(url: str, args: argparse.Namespace) -> dict[str, Any]:
             wait_port(port)
         start = datetime.now(UTC) + timedelta(seconds=15)
         make_rules(url, target_urls(ports, args.rules), args.interval, start)
-        me = [sys.executable, "-m", "rulewatch"]
-        log = Path(home) / "bench.log"
-        Path(home).mkdir(parents=True, exist_ok=True)
-        out = log.open("wb")
-        procs += [
-            subprocess.Popen(
-                [
-                    *me,
-                    "worker",
-                    "-Q",
-                    "scheduler,checks",
-                    "-c",
-                    str(args.concurrency),
-                    "--loglevel",
-                    "WARNING",
-                ],
-                env=env,
-                stdout=out,
-                stderr=out,
-            ),
-            subprocess.Popen(
-                [*me, "worker", "-Q", "interactive", "-c", "1", "--loglevel", "WARNING"],
-                env=env,
-                stdout=out,
-                stderr=out,
-            ),
-            subprocess.Popen(
-                [*me, "beat", "--loglevel", "WARNING"], env=env, stdout=out, stderr=out
-            ),
-        ]
+        roles = [["worker", "-Q", "scheduler,checks", "-c", str(args.concurrency)],
+                 ["worker", "-Q", "interactive", "-c", "1"], ["beat"]]  # fmt: skip
+        procs += start_rulewatch(roles, env, Path(home) / "bench.log")
         app = create_app(load_settings(env))
         print(f"scale: {args.rules} rules created; load starts at {start:%H:%M:%S}", flush=True)
         while datetime.now(UTC) < start:

@@ -44,6 +44,7 @@ import subprocess
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,8 +56,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from rulewatch.db import make_engine, make_session_factory, transaction
 from rulewatch.models import MonitorGap, Rule, Verification, utcnow
 from rulewatch.services.rules import create_rule
-from tests.integration.processes import free_port, spawn
-from tests.targets import http_rule
+from tests.integration.processes import free_port, spawn, wait_for
+from tests.smtp_server import Inbox
+from tests.targets import Target, http_rule
 
 INTERVAL_S = 2
 TICK_S = 1
@@ -305,6 +307,34 @@ class Drill:
         """Note that the service is back (now, or at ``at``)."""
         outage.up = at or utcnow()
 
+    def outage_with_alerts(
+        self, inbox: Inbox, what: str, take_away: Callable[[], object],
+        give_back: Callable[[], object], *, rules: int, before_s: float, down_s: float,
+        verified_within_s: float, after_s: float, once_verified: Callable[[], object] | None = None,
+    ) -> tuple[Outage, datetime, Figures]:  # fmt: skip
+        """The broker and database drills, on the started stack: ``rules`` alerting rules, one
+        failing (its alert awaited), ``before_s`` of runs; ``what`` taken away for ``down_s``
+        and given back; every rule run again within ``verified_within_s``, ``once_verified``
+        called, ``after_s`` more of runs. The outage, when the rules had run again, the figures."""
+        with Target() as target, Target() as broken:
+            broken.status = 500  # one rule fails: one alert before the outage, none after
+            self.add_rules(target.url, rules - 1, alert=ALERT)
+            self.add_rules(broken.url, 1, alert=ALERT)
+            wait_for(lambda: inbox.messages, 30, "the failing rule's alert", self.logs["worker"])
+            time.sleep(before_s)  # the drill's length before the outage: rules run meanwhile
+            outage = self.down(what)
+            take_away()
+            time.sleep(down_s)  # the outage's length
+            give_back()
+            self.up(outage)
+            recovered = self.wait_verified_after(outage.up or outage.down, verified_within_s)
+            if once_verified is not None:
+                once_verified()
+            time.sleep(after_s)
+            figures = self.figures()
+        figures.emails_expected, figures.emails_sent = 1, len(inbox.messages)
+        return outage, recovered, figures
+
     def wait_verified_after(self, moment: datetime, timeout: float) -> datetime:
         """Wait until every rule has a run started after ``moment`` recorded; when the last
         of them was recorded."""
@@ -469,6 +499,16 @@ def assert_quiet_since(drill: Drill, recovered: datetime) -> None:
                 line = text[found.start() : text.find("\n", found.start())]
                 loud.append(f"{role}: {line}")
     assert not loud, "\n".join(loud[:20])
+
+
+def assert_recovered_with_one_alert(drill: Drill, figures: Figures, recovered: datetime,
+                                    inbox: Inbox, recovery_within_s: float) -> None:  # fmt: skip
+    """After an outage: every process up, the drills' promise kept, the failing rule's one
+    alert the only email, and the logs quiet again."""
+    assert drill.alive() == dict.fromkeys(drill.processes), drill.alive()
+    assert_sound(figures, recovery_within_s)
+    assert [m["Subject"][:8] for m in inbox.messages] == ["[FIRING]"], inbox.messages
+    assert_quiet_since(drill, recovered)
 
 
 def _run_ends(

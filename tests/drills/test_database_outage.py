@@ -13,16 +13,14 @@ default, past the point (19 s) where a batch's retries used to give up;
 from __future__ import annotations
 
 import os
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.drills.harness import ALERT, Drill, assert_quiet_since, assert_sound
+from tests.drills.harness import Drill, assert_recovered_with_one_alert
 from tests.drills.services import PostgresCluster, RedisServer
 from tests.integration.processes import wait_for
 from tests.smtp_server import Inbox
-from tests.targets import Target
 
 RULES = 6
 BEFORE_S = 8
@@ -41,28 +39,21 @@ def test_postgresql_stopped_and_started_again(
     stacks.append(drill)
     drill.alerts_to(smtp_port)
     drill.start_stack()
-    with Target() as target, Target() as broken:
-        broken.status = 500  # one rule fails: one alert before the outage, none after
-        drill.add_rules(target.url, RULES - 1, alert=ALERT)
-        drill.add_rules(broken.url, 1, alert=ALERT)
-        wait_for(lambda: inbox.messages, 30, "the failing rule's alert", drill.logs["worker"])
-        time.sleep(BEFORE_S)  # the drill's length before the outage: rules run meanwhile
-        outage = drill.down("postgresql")
+
+    def stop() -> None:
         cluster.stop()
         wait_for(lambda: drill.healthz() == 503, 15, "/healthz to answer 503", drill.logs["web"])
-        time.sleep(DOWN_S)  # the outage's length
-        cluster.start()
-        drill.up(outage)
-        recovered = drill.wait_verified_after(outage.up or outage.down, RECOVERY_S + 30)
+
+    def healthy_again() -> None:
         assert drill.healthz() == 200
-        time.sleep(AFTER_S)
-        figures = drill.figures()
-    figures.emails_expected, figures.emails_sent = 1, len(inbox.messages)
+
+    outage, recovered, figures = drill.outage_with_alerts(
+        inbox, "postgresql", stop, cluster.start, rules=RULES, before_s=BEFORE_S,
+        down_s=DOWN_S, verified_within_s=RECOVERY_S + 30, after_s=AFTER_S,
+        once_verified=healthy_again,
+    )  # fmt: skip
     drill.report(figures, record_property)
-    assert drill.alive() == dict.fromkeys(drill.processes), drill.alive()
-    assert_sound(figures, RECOVERY_S)
-    assert [m["Subject"][:8] for m in inbox.messages] == ["[FIRING]"], inbox.messages
-    assert_quiet_since(drill, recovered)
+    assert_recovered_with_one_alert(drill, figures, recovered, inbox, RECOVERY_S)
     gaps = drill.gaps()  # the outage shows as a gap of each rule, not as its failures
     step = timedelta(seconds=drill.interval_s)
     assert all(

@@ -13,17 +13,15 @@ quiet again.
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from tests.drills.harness import ALERT, Drill, assert_quiet_since, assert_sound
+from tests.drills.harness import Drill, assert_recovered_with_one_alert
 from tests.drills.services import PostgresCluster, RedisServer
 from tests.integration.processes import wait_for
 from tests.smtp_server import Inbox
-from tests.targets import Target
 
 RULES = 6
 BEFORE_S = 8
@@ -43,29 +41,22 @@ def test_redis_killed_and_started_again_empty(
     stacks.append(drill)
     drill.alerts_to(smtp_port)
     drill.start_stack()
-    with Target() as target, Target() as broken:
-        broken.status = 500  # one rule fails: one alert before the outage, none after
-        drill.add_rules(target.url, RULES - 1, alert=ALERT)
-        drill.add_rules(broken.url, 1, alert=ALERT)
-        wait_for(lambda: inbox.messages, 30, "the failing rule's alert", drill.logs["worker"])
-        time.sleep(BEFORE_S)  # the drill's length before the outage: rules run meanwhile
-        outage = drill.down("redis")  # from the worker's pause on
-        drill.signal("worker", signal.SIGSTOP)
-        wait_for(lambda: _queued(private_redis), 10, "a message waiting in Redis")
-        private_redis.stop()
-        drill.signal("worker", signal.SIGCONT)
-        time.sleep(DOWN_S)  # the outage's length
-        private_redis.start()
-        drill.up(outage)
-        recovered = drill.wait_verified_after(outage.up or outage.down, RECOVERY_S + 10)
-        time.sleep(AFTER_S)
-        figures = drill.figures()
-    figures.emails_expected, figures.emails_sent = 1, len(inbox.messages)
+    _, recovered, figures = drill.outage_with_alerts(
+        inbox, "redis", lambda: _stop_with_a_message_queued(drill, private_redis),
+        private_redis.start, rules=RULES, before_s=BEFORE_S, down_s=DOWN_S,
+        verified_within_s=RECOVERY_S + 10, after_s=AFTER_S,
+    )  # fmt: skip
     drill.report(figures, record_property)
-    assert drill.alive() == dict.fromkeys(drill.processes), drill.alive()
-    assert_sound(figures, RECOVERY_S)
-    assert [m["Subject"][:8] for m in inbox.messages] == ["[FIRING]"], inbox.messages
-    assert_quiet_since(drill, recovered)
+    assert_recovered_with_one_alert(drill, figures, recovered, inbox, RECOVERY_S)
+
+
+def _stop_with_a_message_queued(drill: Drill, server: RedisServer) -> None:
+    """Kill Redis while a tick's message waits in it: the worker is paused until one does
+    (the outage counts from the pause on)."""
+    drill.signal("worker", signal.SIGSTOP)
+    wait_for(lambda: _queued(server), 10, "a message waiting in Redis")
+    server.stop()
+    drill.signal("worker", signal.SIGCONT)
 
 
 def _queued(server: RedisServer) -> int:

@@ -30,11 +30,9 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from rulewatch.db import make_engine, make_session_factory, transaction
-from rulewatch.migrate import upgrade
+from rulewatch.db import transaction
 from rulewatch.models import Incident, Notification, Verification, utcnow
 from rulewatch.services.rules import create_rule
-from tests.conftest import drop_database, fresh_database
 from tests.integration.brokers import BROKERS, broker
 from tests.integration.processes import free_port, spawn, wait_for
 from tests.smtp_server import Inbox
@@ -114,17 +112,6 @@ class Deployment:
     def worker_log(self) -> str:
         """Everything the workers of every generation logged."""
         return "".join(p.read_text(errors="replace") for p in self.logs if "worker" in p.name)
-
-
-@pytest.fixture
-def database(pg_server: str) -> Iterator[tuple[str, sessionmaker[Session]]]:
-    """A fresh, migrated PostgreSQL database and a session factory on it."""
-    url, name = fresh_database(pg_server)
-    upgrade(url)
-    engine = make_engine(url)
-    yield url, make_session_factory(engine)
-    engine.dispose()
-    drop_database(pg_server, name)
 
 
 @contextlib.contextmanager

@@ -6,24 +6,20 @@ time once. The worker reaches PostgreSQL through a relay the test cuts and resto
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rulewatch import create_app, dispatch
 from rulewatch.config import load_settings
-from rulewatch.db import make_engine, make_session_factory, transaction
-from rulewatch.migrate import upgrade
+from rulewatch.db import transaction
 from rulewatch.models import MonitorGap, Rule, Verification, utcnow
 from rulewatch.services.rules import create_rule
 from rulewatch.services.scheduling import claim_due_rules
 from rulewatch.tasks import VERIFY_RETRY_MAX_WAIT_S
-from tests.conftest import drop_database, fresh_database
 from tests.integration.brokers import broker
 from tests.integration.processes import spawn, stop, wait_for
 from tests.targets import Target, http_rule
@@ -32,17 +28,6 @@ from tests.tcp_cut import relay
 REDIS_DB = 12
 RULES = 3
 OUTAGE_S = 45
-
-
-@pytest.fixture
-def database(pg_server: str) -> Iterator[tuple[str, sessionmaker[Session]]]:
-    """A fresh, migrated PostgreSQL database and a session factory on it."""
-    url, name = fresh_database(pg_server)
-    upgrade(url)
-    engine = make_engine(url)
-    yield url, make_session_factory(engine)
-    engine.dispose()
-    drop_database(pg_server, name)
 
 
 def _scheduled(factory: sessionmaker[Session]) -> list[tuple[int, datetime, datetime]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -16,12 +15,10 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from rulewatch.db import make_engine, make_session_factory, transaction
-from rulewatch.migrate import upgrade
+from rulewatch.db import transaction
 from rulewatch.models import Rule, Verification, utcnow
 from rulewatch.services.rules import create_rule
 from rulewatch.services.scheduling import HARD_LIMIT_AFTER_TIMEOUT_S
-from tests.conftest import drop_database, fresh_database
 from tests.integration.brokers import BROKERS, broker
 from tests.integration.processes import spawn, stop, wait_for
 from tests.targets import Target, http_rule
@@ -29,17 +26,6 @@ from tests.targets import Target, http_rule
 REDIS_DB = 14
 TIMEOUT_S = 3
 RULES = 3
-
-
-@pytest.fixture
-def database(pg_server: str) -> Iterator[tuple[str, sessionmaker[Session]]]:
-    """A fresh, migrated PostgreSQL database and a session factory on it."""
-    url, name = fresh_database(pg_server)
-    upgrade(url)
-    engine = make_engine(url)
-    yield url, make_session_factory(engine)
-    engine.dispose()
-    drop_database(pg_server, name)
 
 
 def _slow_rules(factory: sessionmaker[Session], url: str) -> list[int]:
