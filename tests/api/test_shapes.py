@@ -44,6 +44,9 @@ WINDOW = {"name": "shape window", "starts_at": "2030-01-01T00:00:00+00:00", "dur
 CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/api/v1/rules"): lambda c, s: c.get("/api/v1/rules?tag=payments"),
     ("POST", "/api/v1/rules"): lambda c, s: c.post("/api/v1/rules", json=RULE),
+    ("POST", "/api/v1/rules/import"): lambda c, s: c.post(
+        "/api/v1/rules/import", json={"rules": [{**RULE, "name": "imported"}]}
+    ),
     ("GET", "/api/v1/rules/{rule_id}"): lambda c, s: c.get(f"/api/v1/rules/{s.rule_id}"),
     ("PATCH", "/api/v1/rules/{rule_id}"): lambda c, s: c.patch(
         f"/api/v1/rules/{s.tcp_rule_id}", json={"enabled": False}
