@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import email
-import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,7 +37,7 @@ from sqlalchemy import create_engine, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port, rulewatch_env, start_rulewatch, wait_port  # noqa: E402
+from bench.common import free_port, rulewatch_env, run_as_script, start_rulewatch, wait_port  # noqa: E402
 from bench.database import scratch_database  # noqa: E402
 from rulewatch.domain.schedule import Schedule, first_due  # noqa: E402
 from rulewatch.migrate import upgrade  # noqa: E402
@@ -258,10 +256,5 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main() -> None:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the clean-up on SIGTERM too
-    print(json.dumps(run(parser().parse_args()), indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run_as_script(run, parser)

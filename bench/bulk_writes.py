@@ -10,7 +10,6 @@ Usage: python bench/bulk_writes.py [--rows 500] [--rounds 10]
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import run_as_script  # noqa: E402
 from bench.database import scratch_database  # noqa: E402
 from rulewatch import db  # noqa: E402
 from rulewatch.migrate import upgrade  # noqa: E402
@@ -122,4 +122,4 @@ def parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(parser().parse_args()), indent=2))
+    run_as_script(run, parser)

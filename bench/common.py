@@ -9,7 +9,9 @@ must add up to exactly the hourly totals (``rollup_totals``), which the benches 
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -266,3 +268,10 @@ def start_rulewatch(
     with log.open("wb") as out:  # each process holds its own copy of the file
         return [subprocess.Popen([sys.executable, "-m", "rulewatch", *role, "--loglevel", loglevel],
                                  env=env, stdout=out, stderr=out) for role in roles]  # fmt: skip
+
+
+def run_as_script(run: Any, parser: Any) -> None:
+    """A bench's command line: its options, its clean-up on SIGTERM too (a bench killed by
+    its caller still stops what it started), its result as JSON."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    print(json.dumps(run(parser().parse_args()), indent=2))

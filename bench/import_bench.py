@@ -8,7 +8,6 @@ Usage: python bench/import_bench.py [--rules 40000]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from sqlalchemy import create_engine, func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import run_as_script  # noqa: E402
 from bench.database import scratch_database  # noqa: E402
 from rulewatch.migrate import upgrade  # noqa: E402
 from rulewatch.models import Rule, RuleTag  # noqa: E402
@@ -89,9 +89,5 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main() -> None:
-    print(json.dumps(run(parser().parse_args()), indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run_as_script(run, parser)

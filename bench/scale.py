@@ -9,9 +9,7 @@ Usage: python bench/scale.py [--rules 100000] [--interval 60] [--duration 300] [
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import statistics
 import sys
 import threading
@@ -25,7 +23,7 @@ from sqlalchemy import create_engine, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port, rulewatch_env, start_rulewatch, wait_port  # noqa: E402
+from bench.common import free_port, rulewatch_env, run_as_script, start_rulewatch, wait_port  # noqa: E402
 from bench.database import scratch_database  # noqa: E402
 from bench.nginx import start_nginx, target_urls  # noqa: E402
 from bench.procstat import usage  # noqa: E402
@@ -210,10 +208,5 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main() -> None:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the clean-up on SIGTERM too
-    print(json.dumps(run(parser().parse_args()), indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run_as_script(run, parser)

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -37,7 +35,7 @@ from sqlalchemy import create_engine, insert, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port, wait_port  # noqa: E402
+from bench.common import free_port, run_as_script, wait_port  # noqa: E402
 from bench.database import scratch_database  # noqa: E402
 from bench.nginx import start_nginx, target_urls  # noqa: E402
 from rulewatch.domain.schedule import Schedule, first_due  # noqa: E402
@@ -208,11 +206,5 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main() -> None:
-    """From the command line: the result as JSON (SIGTERM still drops the database)."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the clean-up on SIGTERM too
-    print(json.dumps(run(parser().parse_args()), indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run_as_script(run, parser)

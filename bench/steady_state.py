@@ -16,9 +16,7 @@ Usage: python bench/steady_state.py [--rules 40000] [--interval 10] [--warmup 40
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -32,7 +30,7 @@ from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port, wait_http, wait_port  # noqa: E402
+from bench.common import free_port, run_as_script, wait_http, wait_port  # noqa: E402
 from bench.database import scratch_database  # noqa: E402
 from bench.nginx import start_nginx, target_urls  # noqa: E402
 from bench.procstat import usage  # noqa: E402
@@ -190,10 +188,5 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main() -> None:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the clean-up on SIGTERM too
-    print(json.dumps(run(parser().parse_args()), indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run_as_script(run, parser)
