@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/rulewatch up
 
 test: $(STAMP)
-	$(BIN)/pytest -q -n 4 --durations=15
+	$(BIN)/pytest -q -n 3 --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts

@@ -22,7 +22,7 @@ migrates one database and empties its tables after each test (rebuilt when a tes
 another schema). Names carry the worker and a random part, so parallel workers and runs
 never share a database.
 
-`make test` spreads test files over xdist workers (``-n 4``), each file whole on one worker
+`make test` spreads test files over xdist workers (``-n 3``), each file whole on one worker
 (``--dist loadfile``, in pyproject's addopts): a module's processes, its Redis db and its
 module-scoped fixtures are never used by two workers at once. The suite mostly waits on the
 processes it starts, so it runs more workers than this machine's two cores, and hands out

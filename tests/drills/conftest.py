@@ -1,6 +1,6 @@
 """Fixtures of the drills: private services each drill may take away, and its stack.
 
-Every drill file holds one drill (or a few short ones), so ``-n 4 --dist loadfile``
+Every drill file holds one drill (or a few short ones), so ``-n 3 --dist loadfile``
 spreads the drills over the xdist workers and they run beside the rest of the suite.
 """
 
